@@ -93,6 +93,8 @@ def test_text_utf16_with_bom(tmp_path):
 
 def test_unknown_extension_is_sniffed(tmp_path):
     assert load_path(write(tmp_path / "README", "# Title\nhello")).source_type == "text"
+    page = "<!DOCTYPE html><html><head><title>T</title></head><body><p>Body text here.</p></body></html>"
+    assert load_path(write(tmp_path / "page.view", page)).source_type == "html"
 
 
 @pytest.mark.parametrize(
