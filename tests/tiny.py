@@ -41,7 +41,7 @@ def tiny_tokenizer(vocab_size: int = 320):
 
 
 def tiny_llama(vocab_size: int, seed: int = 0, **overrides):
-    """A 2-layer Llama with hidden size 64, GQA (4 heads / 2 KV heads), random weights."""
+    """A 2-layer Llama with hidden size 64, GQA (4 heads / 2 KV heads), random untied weights."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(seed)
@@ -54,17 +54,16 @@ def tiny_llama(vocab_size: int, seed: int = 0, **overrides):
         num_key_value_heads=2,
         max_position_embeddings=256,
         rope_theta=10000.0,
-        tie_word_embeddings=True,
+        tie_word_embeddings=False,
+        initializer_range=0.1,
         bos_token_id=0,
         eos_token_id=2,
         pad_token_id=3,
     )
     cfg.update(overrides)
-    model = LlamaForCausalLM(LlamaConfig(**cfg)).eval()
-    # Random init gives near-uniform logits; sharpen them so greedy/sampling tests are meaningful.
-    with torch.no_grad():
-        model.model.embed_tokens.weight.mul_(20.0)
-    return model
+    # initializer_range 0.1 (not 0.02) gives peaked, varied next-token distributions, so greedy and
+    # sampling tests see different tokens at each step instead of one repeated token.
+    return LlamaForCausalLM(LlamaConfig(**cfg)).eval()
 
 
 def tiny_t5(vocab_size: int, seed: int = 0):
@@ -83,8 +82,15 @@ def tiny_t5(vocab_size: int, seed: int = 0):
         decoder_start_token_id=3,
         eos_token_id=2,
         pad_token_id=3,
+        tie_word_embeddings=False,
     )
-    return T5ForConditionalGeneration(cfg).eval()
+    model = T5ForConditionalGeneration(cfg).eval()
+    # T5's default init makes a random decoder repeat one token; wider weights give varied greedy output.
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "layer_norm" not in name:
+                param.normal_(0.0, 0.3)
+    return model
 
 
 def save_tiny_llama(folder: Path, seed: int = 0) -> Path:

@@ -83,7 +83,9 @@ def convert(gguf_path: Path, target: Path) -> float:
         plain = type(gguf_model)(config)
         missing, unexpected = plain.load_state_dict(gguf_model.state_dict(), strict=False)
         if missing or unexpected:
-            raise ModelError(f"{gguf_path}: GGUF tensors do not match the model ({missing[:3]} {unexpected[:3]})")
+            raise ModelError(
+                f"{gguf_path}: GGUF tensors do not match the model ({missing[:3]} {unexpected[:3]})"
+            )
         plain.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         seconds = time.perf_counter() - start

@@ -63,7 +63,8 @@ def _torch_dtype(dtype: str) -> torch.dtype:
 
     if dtype not in DTYPES:
         raise ConfigError(f"--dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
-    return getattr(torch, dtype)  # type: ignore[no-any-return]
+    dt: torch.dtype = getattr(torch, dtype)
+    return dt
 
 
 def model_folder(name_or_path: str | os.PathLike[str]) -> tuple[Path, ModelSpec | None, bool]:

@@ -111,7 +111,9 @@ def resolve(name_or_path: str | os.PathLike[str]) -> ResolvedModel:
         ggufs = sorted(path.glob("*.gguf"))
         if len(ggufs) == 1:
             return ResolvedModel(ggufs[0].stem, path, ggufs[0].name, None)
-        raise ModelError(f"{path} is not a model folder: it has no config.json (and not exactly one .gguf file)")
+        raise ModelError(
+            f"{path} is not a model folder: it has no config.json (and not exactly one .gguf file)"
+        )
     known = ", ".join(sorted(REGISTRY))
     raise ModelError(
         f"unknown model {text!r}; known models: {known}; or pass a local Hugging Face checkpoint folder "
