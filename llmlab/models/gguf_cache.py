@@ -22,6 +22,7 @@ from pathlib import Path
 from llmlab.errors import ModelError
 
 MANIFEST = "llmlab-manifest.json"
+LOADS = "llmlab-loads.json"
 
 
 def cache_root() -> Path:
@@ -66,7 +67,9 @@ def _fsync_tree(folder: Path) -> None:
 def convert(gguf_path: Path, target: Path) -> float:
     """Dequantize `gguf_path` into an HF folder at `target` atomically; return the seconds it took."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()
     start = time.perf_counter()
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
@@ -107,6 +110,33 @@ def convert(gguf_path: Path, target: Path) -> float:
         return seconds
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def record_cached_load(folder: Path, seconds: float) -> None:
+    """Note how long the last load from this cache folder took, next to the manifest (best effort).
+
+    The manifest is not touched (it guards the files); a read-only cache just skips the note.
+    """
+    note = folder / LOADS
+    tmp = folder / f".{LOADS}.{os.getpid()}"
+    try:
+        tmp.write_text(json.dumps({"cached_load_seconds": round(seconds, 2)}))
+        os.replace(tmp, note)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+
+
+def load_timings(folder: Path) -> dict[str, float]:
+    """`convert_seconds` (the first load's GGUF conversion) and `cached_load_seconds`, where recorded."""
+    timings: dict[str, float] = {}
+    for name, key in ((MANIFEST, "convert_seconds"), (LOADS, "cached_load_seconds")):
+        try:
+            value = json.loads((folder / name).read_text())[key]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if isinstance(value, int | float):
+            timings[key] = float(value)
+    return timings
 
 
 def converted_folder(gguf_path: Path) -> tuple[Path, bool]:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from llmlab.errors import ConfigError, ModelError
-from llmlab.models.gguf_cache import converted_folder
+from llmlab.models.gguf_cache import MANIFEST, converted_folder, record_cached_load
 from llmlab.models.registry import ModelSpec, TransformerKind, resolve
 
 if TYPE_CHECKING:
@@ -78,15 +78,21 @@ def model_folder(name_or_path: str | os.PathLike[str]) -> tuple[Path, ModelSpec 
 
 def transformer_kind(config: PretrainedConfig) -> TransformerKind:
     """Classify a config as decoder-only, encoder-decoder or encoder-only."""
-    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+    from transformers.models.auto.modeling_auto import (
+        MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+        MODEL_FOR_MASKED_LM_MAPPING_NAMES,
+    )
 
     if getattr(config, "is_encoder_decoder", False):
         return "encoder-decoder"
     architectures = getattr(config, "architectures", None) or []
     if any(a.endswith("ForCausalLM") or a.endswith("LMHeadModel") for a in architectures):
         return "decoder-only"
-    if not architectures and config.model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
-        return "decoder-only"
+    # A bare config (no architectures) of a family with a causal-LM class; BERT-like families have one too
+    # but are encoders first.
+    model_type = config.model_type
+    if not architectures and model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
+        return "encoder-only" if model_type in MODEL_FOR_MASKED_LM_MAPPING_NAMES else "decoder-only"
     return "encoder-only"
 
 
@@ -116,7 +122,9 @@ def load_model(
         ConfigError: bad `device` or `dtype`.
     """
     from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()  # "Loading weights" bars would clutter every CLI verb's output
     start = time.perf_counter()
     torch_dtype = _torch_dtype(dtype)
     target = resolve_device(device)
@@ -139,6 +147,9 @@ def load_model(
     if tokenizer.pad_token is None and tokenizer.eos_token is not None:
         tokenizer.pad_token = tokenizer.eos_token
     name = spec.name if spec else Path(str(name_or_path)).name
+    seconds = time.perf_counter() - start
+    if (folder / MANIFEST).exists() and not converted_now:
+        record_cached_load(folder, seconds)  # a GGUF cache folder: `llmlab models info` shows it
     return LoadedModel(
         name=name,
         kind=kind,
@@ -146,6 +157,6 @@ def load_model(
         tokenizer=tokenizer,
         folder=folder,
         spec=spec,
-        load_seconds=time.perf_counter() - start,
+        load_seconds=seconds,
         converted_now=converted_now,
     )
