@@ -1,0 +1,166 @@
+"""PDF files with pypdf: one unit per page (1-based page numbers), columns and tables in reading order.
+
+    bytes -> checks (%PDF- header, encryption: empty password, else `password`; page limit)
+          -> per page: pypdf layout-mode grid -> pdf_layout.reading_order (plain mode if layout fails)
+
+pypdf is pure Python and installs everywhere; its layout mode keeps each text run at its place on the page,
+from which `pdf_layout` reads columns one after the other and tables row by row (bench/pdf_extract.py
+measures the cost against plain `extract_text`). Pages without text (scans) are reported in
+`Document.warnings`: there is no OCR. Corrupt, truncated and mislabelled files raise `DataError` naming the
+file. pypdf's own log warnings while reading (e.g. a repaired cross-reference table) become warnings too.
+Tests: tests/rag/test_loaders_pdf.py
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from llmlab.errors import DataError, MissingDependencyError
+from llmlab.rag.loaders.pdf_layout import reading_order
+from llmlab.rag.loaders.source import content_hash
+from llmlab.rag.types import Document, Unit
+
+
+def load_pdf(data: bytes, source: str, *, password: str | None = None, max_pages: int = 5000) -> Document:
+    """A PDF Document with one unit per page that has text.
+
+    Args:
+        data: the file's bytes.
+        source: path used in messages and as `Document.source`.
+        password: user password for an encrypted file (the empty password is tried first).
+        max_pages: refuse files with more pages than this.
+
+    Raises:
+        DataError: not a PDF, truncated or corrupt, encrypted without the right password, too many pages.
+    """
+    try:
+        import pypdf
+    except ImportError as err:
+        raise MissingDependencyError("pypdf", "rag") from err
+    if b"%PDF-" not in data[:1024]:  # the header may follow up to 1 KiB of junk (ISO 32000-1, annex H)
+        raise DataError(f"not a PDF: the file does not start with %PDF- ({_describe(data)})", location=source)
+    with _pypdf_warnings() as logged:
+        try:
+            reader = pypdf.PdfReader(io.BytesIO(data))
+            _unlock(reader, source, password)
+            pages = _pages(reader, source, max_pages, logged)
+            title = _title(reader)
+        except DataError:
+            raise
+        except Exception as err:  # a broken file can fail anywhere in pypdf; each file must fail alone, named
+            raise DataError(
+                f"corrupt or truncated PDF: {type(err).__name__}: {err}", location=source
+            ) from err
+    units = [Unit(text=text, page=n) for n, text in enumerate(pages, start=1) if text.strip()]
+    warnings = [f"{source}: {msg}" for msg in dict.fromkeys(logged)]
+    warnings += _empty_page_warnings(source, pages)
+    return Document(
+        source=source,
+        source_type="pdf",
+        title=title or Path(source).stem,
+        units=units,
+        content_hash=content_hash(data),
+        warnings=warnings,
+        metadata={"pages": str(len(pages))},
+    )
+
+
+def _unlock(reader: Any, source: str, password: str | None) -> None:
+    """Decrypt with the empty password, else `password`; a clear error naming --pdf-password otherwise."""
+    if not reader.is_encrypted:
+        return
+    import pypdf
+
+    try:
+        if reader.decrypt(""):
+            return
+        if password is None:
+            raise DataError(
+                "the PDF is encrypted with a password; pass it with --pdf-password (pdf_password=)",
+                location=source,
+            )
+        if not reader.decrypt(password):
+            raise DataError("wrong PDF password; check --pdf-password (pdf_password=)", location=source)
+    except pypdf.errors.DependencyError as err:
+        raise DataError(
+            f"the PDF uses AES encryption, which needs the cryptography package: pip install cryptography ({err})",
+            location=source,
+        ) from err
+
+
+def _pages(reader: Any, source: str, max_pages: int, warnings: list[str]) -> list[str]:
+    count = len(reader.pages)
+    if count > max_pages:
+        raise DataError(
+            f"the PDF has {count} pages, over the {max_pages}-page limit; raise it with max_pdf_pages= "
+            "(CLI: --max-pdf-pages)",
+            location=source,
+        )
+    return [page_text(page, n, warnings) for n, page in enumerate(reader.pages, start=1)]
+
+
+def page_text(page: Any, number: int = 0, warnings: list[str] | None = None) -> str:
+    """One page's text in reading order (layout mode read by `reading_order`; plain mode if layout fails)."""
+    try:
+        return reading_order(page.extract_text(extraction_mode="layout"))
+    except Exception:  # pypdf's layout mode fails on some fonts and matrices; plain mode may still work
+        pass
+    try:
+        return str(page.extract_text() or "")
+    except Exception as err:  # one unreadable page must not lose the others
+        if warnings is not None:
+            warnings.append(f"page {number}: text extraction failed ({type(err).__name__}: {err})")
+        return ""
+
+
+def _title(reader: Any) -> str:
+    meta = reader.metadata
+    title = meta.title if meta is not None else None
+    return " ".join(str(title).split()) if title else ""
+
+
+def _empty_page_warnings(source: str, pages: list[str]) -> list[str]:
+    empty = [str(n) for n, text in enumerate(pages, start=1) if not text.strip()]
+    if not empty:
+        return []
+    if len(empty) == len(pages):
+        return [f"{source}: no text found in the PDF (scanned or image-only pages?); OCR is not supported"]
+    return [f"{source}: no text found on page(s) {', '.join(empty)} (images only?)"]
+
+
+def _describe(data: bytes) -> str:
+    """What the bytes look like instead, for the not-a-PDF message."""
+    head = data[:8]
+    for magic, name in (
+        (b"PK\x03\x04", "a ZIP archive"),
+        (b"\x89PNG", "a PNG image"),
+        (b"\xff\xd8\xff", "a JPEG image"),
+    ):
+        if head.startswith(magic):
+            return f"it looks like {name}"
+    if b"\x00" in data[:1024]:
+        return "it looks like binary data"
+    return f"it starts with {data[:16]!r}"
+
+
+@contextmanager
+def _pypdf_warnings() -> Iterator[list[str]]:
+    """Collect what pypdf logs at WARNING while reading (repairs, broken objects)."""
+    messages: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            messages.append(record.getMessage())
+
+    logger = logging.getLogger("pypdf")
+    handler = Collect(level=logging.WARNING)
+    logger.addHandler(handler)
+    try:
+        yield messages
+    finally:
+        logger.removeHandler(handler)
