@@ -13,7 +13,24 @@ import io
 import time
 from pathlib import Path
 
-WORDS = "the model reads each page and keeps columns apart so that answers cite the right text".split()
+WORDS = [
+    "the",
+    "model",
+    "reads",
+    "each",
+    "page",
+    "and",
+    "keeps",
+    "columns",
+    "apart",
+    "so",
+    "that",
+    "answers",
+    "cite",
+    "the",
+    "right",
+    "text",
+]
 
 
 def generated_pdf(pages: int) -> bytes:
