@@ -78,6 +78,7 @@ class SQLiteStore:
         self.location = str(self.path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
+        self._writes = 0
         try:
             self.conn = sqlite3.connect(
                 self.path, isolation_level=None, check_same_thread=False, timeout=30.0
@@ -218,7 +219,14 @@ class SQLiteStore:
             self._refresh()
             allowed = self._allowed_documents(filters)
             ids, doc_of, matrix = self._ids, self._doc_of, self._matrix
-        scores = matrix @ np.asarray(vector, dtype=np.float32)  # (N,)
+        vector = np.asarray(vector, dtype=np.float32).reshape(-1)
+        if len(ids) == 0:
+            return []
+        if vector.shape[0] != matrix.shape[1]:
+            raise ConfigError(
+                f"query vector has dimension {vector.shape[0]}; the store holds {matrix.shape[1]}"
+            )
+        scores = matrix @ vector  # (N,)
         if allowed is not None:
             keep = np.flatnonzero(np.isin(doc_of, allowed))
             ids, scores = ids[keep], scores[keep]

@@ -1,0 +1,219 @@
+"""Store behaviour, the same tests on SQLite and on a real PostgreSQL + pgvector server (parametrized)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from ragkit import unit
+
+from llmlab.errors import ConfigError, DataError
+from llmlab.rag.stores import Filters, open_store, store_location
+from llmlab.rag.types import Chunk, Document, Unit
+
+
+def make_doc(source: str, texts: list[str], source_type: str = "markdown", digest: str = "h1"):
+    doc = Document(source, source_type, f"title of {source}", [Unit(t) for t in texts], digest)  # type: ignore[arg-type]
+    chunks = [
+        Chunk(
+            t,
+            source,
+            source_type,
+            i,
+            page=i + 1,
+            heading_path=("A", "B"),
+            start=0,
+            end=len(t),
+            title=doc.title,
+        )  # type: ignore[arg-type]
+        for i, t in enumerate(texts)
+    ]
+    return doc, chunks
+
+
+def add(store, source, texts, vectors, **kw):
+    doc, chunks = make_doc(source, texts, **kw)
+    store.replace_document(doc, chunks, np.stack(vectors))
+    return chunks
+
+
+def test_round_trip_and_stats(backend):
+    backend.bind_embedder("toy", 3)
+    chunks = add(backend, "/d/a.md", ["alpha text", "beta text"], [unit(1, 0, 0), unit(0, 1, 0)])
+    ids = [i for i, _ in backend.dense_search(unit(1, 0, 0), 10)]
+    got = backend.chunks(ids)
+    assert [got[i] for i in ids] == chunks  # every field survives, in similarity order
+    stats = backend.stats()
+    assert (stats.documents, stats.chunks, stats.embedder, stats.dim) == (1, 2, "toy", 3)
+    assert stats.by_type == {"markdown": 1}
+    assert backend.document_hashes() == {"/d/a.md": "h1"}
+
+
+def test_reopen_keeps_everything(store_url):
+    first = open_store(store_url)
+    first.bind_embedder("toy", 3)
+    add(first, "/d/a.md", ["alpha"], [unit(1, 0, 0)])
+    first.close()
+    again = open_store(store_url)
+    assert again.embedder() == ("toy", 3)
+    assert [again.chunks([i])[i].text for i, _ in again.dense_search(unit(1, 0, 0), 5)] == ["alpha"]
+    again.close()
+
+
+def test_replace_document_leaves_no_duplicates(backend):
+    backend.bind_embedder("toy", 3)
+    add(backend, "/d/a.md", ["old words one", "old words two"], [unit(1, 0, 0), unit(0, 1, 0)])
+    add(backend, "/d/b.md", ["other doc"], [unit(0, 0, 1)])
+    add(backend, "/d/a.md", ["new words"], [unit(1, 1, 0)], digest="h2")
+    assert (backend.stats().documents, backend.stats().chunks) == (2, 2)
+    assert backend.text_search("old", 10) == []  # the old chunks left the full-text index too
+    hits = backend.dense_search(unit(1, 0, 0), 10)
+    assert sorted(backend.chunks([i for i, _ in hits])[i].text for i, _ in hits) == ["new words", "other doc"]
+    assert backend.document_hashes() == {"/d/a.md": "h2", "/d/b.md": "h1"}
+
+
+def test_remove_documents(backend):
+    backend.bind_embedder("toy", 3)
+    add(backend, "/d/a.md", ["alpha"], [unit(1, 0, 0)])
+    add(backend, "/d/b.md", ["beta"], [unit(0, 1, 0)])
+    assert backend.remove_documents(["/d/a.md", "/d/missing.md"]) == 1
+    assert backend.document_hashes() == {"/d/b.md": "h1"}
+    assert [backend.chunks([i])[i].text for i, _ in backend.dense_search(unit(1, 0, 0), 5)] == ["beta"]
+    assert backend.text_search("alpha", 5) == []
+
+
+def test_dense_search_scores_are_cosines_in_order(backend):
+    backend.bind_embedder("toy", 3)
+    add(backend, "/d/a.md", ["x", "y", "z"], [unit(1, 0, 0), unit(1, 1, 0), unit(0, 0, 1)])
+    hits = backend.dense_search(unit(1, 0, 0), 2)
+    texts = [backend.chunks([i])[i].text for i, _ in hits]
+    assert texts == ["x", "y"]
+    np.testing.assert_allclose([s for _, s in hits], [1.0, 1 / np.sqrt(2)], rtol=1e-5)
+
+
+def test_text_search_ranks_rarer_and_more_matches_first(backend):
+    backend.bind_embedder("toy", 3)
+    texts = ["the cat sat", "the dog sat", "a cat and a dog", "nothing relevant here"]
+    add(backend, "/d/a.md", texts, [unit(1, 0, 0)] * 4)
+    hits = backend.text_search("cat dog", 10)
+    got = [backend.chunks([i])[i].text for i, _ in hits]
+    assert got[0] == "a cat and a dog"  # matches both words
+    assert sorted(got[1:]) == ["the cat sat", "the dog sat"]
+    assert hits[0][1] > hits[1][1] > 0
+    # stemming: "sitting cats" finds "cat"
+    assert "the cat sat" in [backend.chunks([i])[i].text for i, _ in backend.text_search("cats", 10)]
+
+
+CAT, RIVER = "cat and dog", "near the river not far"
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ('"unbalanced cat', {CAT}),
+        ("cat AND dog OR NEAR(river b)", {CAT, RIVER}),  # operators are plain words here
+        ("cat*", {CAT}),
+        ("-cat:dog^", {CAT}),
+        ("))((", set()),
+        ("c'a\"t river", {RIVER}),
+        ("*", set()),
+        ("!!!", set()),
+        ("   ", set()),
+    ],
+)
+def test_text_search_never_crashes_on_operators(backend, query, expected):
+    backend.bind_embedder("toy", 3)
+    add(backend, "/d/a.md", [CAT, RIVER], [unit(1, 0, 0)] * 2)
+    hits = backend.text_search(query, 5)
+    assert {backend.chunks([i])[i].text for i, _ in hits} == expected
+
+
+def test_stopword_only_query(backend):
+    """Stop words are dropped from a query unless nothing else is left; SQLite then matches them, while
+    PostgreSQL's english configuration never indexes them (so it finds nothing, without an error)."""
+    backend.bind_embedder("toy", 3)
+    add(backend, "/d/a.md", [CAT, RIVER], [unit(1, 0, 0)] * 2)
+    got = {backend.chunks([i])[i].text for i, _ in backend.text_search("NOT the", 5)}
+    assert got == ({RIVER} if backend.backend == "sqlite" else set())
+
+
+def test_filters_by_type_and_path_glob(backend):
+    backend.bind_embedder("toy", 3)
+    add(backend, "/home/u/docs/guide.md", ["shared words guide"], [unit(1, 0, 0)])
+    add(backend, "/home/u/docs/api/ref.txt", ["shared words ref"], [unit(1, 0.1, 0)], source_type="text")
+    add(backend, "https://example.com/page", ["shared words web"], [unit(1, 0.2, 0)], source_type="web")
+
+    def texts(filters, dense=True):
+        hits = (
+            backend.dense_search(unit(1, 0, 0), 10, filters)
+            if dense
+            else backend.text_search("shared", 10, filters)
+        )
+        return sorted(backend.chunks([i])[i].text for i, _ in hits)
+
+    for dense in (True, False):
+        assert texts(Filters(source_types=("text", "web")), dense) == ["shared words ref", "shared words web"]
+        assert texts(Filters(path="docs/*.md"), dense) == ["shared words guide"]  # relative: any folder
+        assert texts(Filters(path="docs/*"), dense) == ["shared words guide", "shared words ref"]
+        assert texts(Filters(path="/home/*/docs/api/*"), dense) == ["shared words ref"]
+        assert texts(Filters(path="https://example.com/*"), dense) == ["shared words web"]
+        assert texts(Filters(path="/docs/*"), dense) == []  # absolute: anchored at the start
+        assert texts(Filters(path="*.md", source_types=("text",)), dense) == []
+
+
+def test_embedder_mismatch_is_refused(backend):
+    backend.bind_embedder("minilm-l6", 3)
+    backend.bind_embedder("minilm-l6", 3)  # same one again: fine
+    with pytest.raises(ConfigError, match=r"built with embedder 'minilm-l6' \(3-dim\) but 'other' \(3-dim\)"):
+        backend.bind_embedder("other", 3)
+    with pytest.raises(ConfigError, match=r"but 'minilm-l6' \(8-dim\).*--embedder minilm-l6"):
+        backend.bind_embedder("minilm-l6", 8)
+    doc, chunks = make_doc("/d/a.md", ["alpha"])
+    with pytest.raises(ConfigError, match="dimension 4 but the store holds 3-dim"):
+        backend.replace_document(doc, chunks, np.ones((1, 4), np.float32))
+    with pytest.raises(ConfigError, match=r"one vector per chunk \(1\)"):
+        backend.replace_document(doc, chunks, np.ones((2, 3), np.float32))
+    assert backend.stats().chunks == 0
+
+
+def test_write_before_binding_an_embedder_is_refused(backend):
+    doc, chunks = make_doc("/d/a.md", ["alpha"])
+    with pytest.raises(ConfigError, match="no embedder recorded"):
+        backend.replace_document(doc, chunks, np.ones((1, 3), np.float32))
+    assert backend.dense_search(unit(1, 0, 0), 5) == []
+
+
+def test_sqlite_sees_writes_from_another_connection(tmp_path):
+    reader, writer = open_store(str(tmp_path / "s.db")), open_store(str(tmp_path / "s.db"))
+    writer.bind_embedder("toy", 3)
+    add(writer, "/d/a.md", ["alpha"], [unit(1, 0, 0)])
+    assert len(reader.dense_search(unit(1, 0, 0), 5)) == 1
+    add(writer, "/d/b.md", ["beta"], [unit(0, 1, 0)])  # the reader's cached matrix must be refreshed
+    assert len(reader.dense_search(unit(1, 0, 0), 5)) == 2
+    reader.close()
+    writer.close()
+
+
+def test_store_location_resolution(tmp_path, monkeypatch):
+    monkeypatch.setenv("LLMLAB_HOME", str(tmp_path / "home"))
+    assert store_location("notes") == ("sqlite", str(tmp_path / "home" / "stores" / "notes.sqlite"))
+    assert store_location("x/y.db") == ("sqlite", "x/y.db")
+    assert store_location("/a/b.sqlite") == ("sqlite", "/a/b.sqlite")
+    assert store_location("postgresql://u@h/db") == ("postgres", "postgresql://u@h/db")
+    with pytest.raises(ConfigError, match=r"--store must be a name .* got 'my notes/x'"):
+        store_location("my notes/x")
+    store = open_store("notes")
+    assert store.location == str(tmp_path / "home" / "stores" / "notes.sqlite")
+    store.close()
+
+
+def test_not_a_store_file_is_a_clear_error(tmp_path):
+    bad = tmp_path / "junk.sqlite"
+    bad.write_bytes(b"this is not a database at all" * 100)
+    with pytest.raises(DataError, match=r"junk.sqlite: cannot open the store: file is not a database"):
+        open_store(str(bad))
+    assert bad.read_bytes() == b"this is not a database at all" * 100  # nothing overwritten
+
+
+def test_unreachable_postgres_is_a_clear_error():
+    with pytest.raises(ConfigError, match="cannot connect to PostgreSQL at postgresql://nobody@/x"):
+        open_store("postgresql://nobody@/x?host=/nonexistent-socket-dir&connect_timeout=2")
