@@ -16,7 +16,10 @@ from pathlib import Path
 
 from llmlab.errors import DataError
 from llmlab.rag.loaders.source import DEFAULT_MAX_BYTES, read_source
+from llmlab.rag.loaders.web import crawl
 from llmlab.rag.types import Document, SourceType
+
+__all__ = ["EXTENSIONS", "FoundFile", "crawl", "iter_files", "load_path", "sniff"]
 
 EXTENSIONS: dict[str, SourceType] = {
     ".pdf": "pdf",

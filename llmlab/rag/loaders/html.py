@@ -50,6 +50,13 @@ def load_html(
         DataError: the page cannot be parsed as HTML.
     """
     tree, encoding = parse_html(data, source, url=url, declared_encoding=declared_encoding)
+    return document_from_tree(tree, data, source, encoding, source_type)
+
+
+def document_from_tree(
+    tree: Any, data: bytes, source: str, encoding: str, source_type: SourceType
+) -> Document:
+    """The Document of a page parsed by `parse_html` (trafilatura may change the tree: read links first)."""
     page_title = " ".join(tree.findtext(".//title", default="").split())
     units, title, links, warnings = extract_main(tree, source)
     return Document(
