@@ -142,6 +142,23 @@ class HFEmbedder:
         self.max_tokens = max_tokens
         self.batch_size = batch_size
         self.dim = int(model.config.hidden_size)
+        self._backend: Any = None
+
+    def _encode(self, texts: list[str]) -> list[list[int]]:
+        """Token ids with special tokens, truncated to max_tokens.
+
+        A fast tokenizer's backend is cloned once and truncated there: calling the shared tokenizer with
+        truncation=True would switch truncation on in the backend that the chunker also counts with."""
+        backend = getattr(self.tokenizer, "backend_tokenizer", None)
+        if backend is None:
+            return list(self.tokenizer(texts, truncation=True, max_length=self.max_tokens)["input_ids"])
+        if self._backend is None:
+            from tokenizers import Tokenizer
+
+            self._backend = Tokenizer.from_str(backend.to_str())
+            self._backend.no_padding()
+            self._backend.enable_truncation(self.max_tokens)
+        return [e.ids for e in self._backend.encode_batch(texts)]
 
     def count_tokens(self, text: str) -> int:
         """Tokens `text` takes in the encoder, special tokens excluded."""
@@ -154,7 +171,7 @@ class HFEmbedder:
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         if not texts:
             return out
-        encoded = self.tokenizer(list(texts), truncation=True, max_length=self.max_tokens)["input_ids"]
+        encoded = self._encode(list(texts))
         pad_id = self.tokenizer.pad_token_id or 0
         device = next(self.model.parameters()).device
         for batch in length_batches([len(ids) for ids in encoded], self.batch_size):

@@ -43,6 +43,8 @@ def test_length_sorted_batches_equal_one_text_at_a_time(tiny_embedder):
     assert batched.dtype == np.float32 and batched.shape == (5, 32)
     np.testing.assert_allclose(np.linalg.norm(batched, axis=1), 1.0, rtol=1e-5)
     assert tiny_embedder.embed([]).shape == (0, 32)
+    # the shared tokenizer is left as it was: the chunker counts tokens with it, untruncated
+    assert tiny_embedder.tokenizer.backend_tokenizer.truncation is None
 
 
 def test_length_batches_group_similar_lengths():

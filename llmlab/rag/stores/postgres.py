@@ -3,7 +3,8 @@
 - Dense search: pgvector's HNSW index (Malkov & Yashunin, 2016, arXiv:1603.09320) over cosine distance
   (`vector_cosine_ops`, score = 1 - distance). HNSW is approximate: bench/rag.py measures its recall@10 against
   exact search. `hnsw.ef_search` is raised to at least 100 per query and filtered queries use pgvector's
-  iterative index scans, so a filter that keeps few chunks still returns up to top_k of them.
+  iterative index scans, so a filter that keeps few chunks still returns up to top_k of them; a top_k
+  over 1000 (pgvector's ef_search limit) scans exactly.
 - Text search: a stored generated `tsvector` column (`english` configuration: stemming and stop words) with a
   GIN index, ranked by `ts_rank_cd` (cover density; not BM25, but the same role in hybrid fusion).
 - Tables are `llmlab_meta`, `llmlab_documents`, `llmlab_chunks` in the first schema of the connection's
@@ -54,6 +55,8 @@ CREATE INDEX IF NOT EXISTS llmlab_chunks_tsv ON llmlab_chunks USING gin(tsv);
 """
 
 EF_SEARCH = 100
+MAX_EF_SEARCH = 1000
+"""pgvector's upper limit for hnsw.ef_search; larger top_k searches scan exactly."""
 
 
 def vector_literal(vector: np.ndarray) -> str:
@@ -198,7 +201,10 @@ class PostgresStore:
             where = self._filter_sql(filters)
             if where is None:
                 return []
-            self.conn.execute("SELECT set_config('hnsw.ef_search', %s, true)", (str(max(EF_SEARCH, top_k)),))
+            if top_k > MAX_EF_SEARCH:  # beyond what HNSW can return reliably: exact scan
+                self.conn.execute("SELECT set_config('enable_indexscan', 'off', true)")
+            ef_search = min(max(EF_SEARCH, top_k), MAX_EF_SEARCH)
+            self.conn.execute("SELECT set_config('hnsw.ef_search', %s, true)", (str(ef_search),))
             self.conn.execute("SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true)")
             rows = self.conn.execute(
                 "SELECT id, embedding <=> %s::vector AS d FROM llmlab_chunks WHERE embedding IS NOT NULL"
