@@ -18,6 +18,7 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
+from unittest import mock
 
 from llmlab.errors import ModelError
 
@@ -66,6 +67,7 @@ def _fsync_tree(folder: Path) -> None:
 
 def convert(gguf_path: Path, target: Path) -> float:
     """Dequantize `gguf_path` into an HF folder at `target` atomically; return the seconds it took."""
+    import transformers.modeling_gguf_pytorch_utils as gguf_utils
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
@@ -74,7 +76,8 @@ def convert(gguf_path: Path, target: Path) -> float:
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
-        with warnings.catch_warnings():
+        # transformers' GGUF reader draws its own tqdm bar, which disable_progress_bar does not reach.
+        with warnings.catch_warnings(), mock.patch.object(gguf_utils, "tqdm", lambda items, **_: items):
             warnings.simplefilter("ignore")
             gguf_model = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
             tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
