@@ -167,3 +167,25 @@ def test_start_page_errors(sites):
         list(crawl(site.url + "/file.pdf", delay=0))
     with pytest.raises(ConfigError, match="must be an http:// or https:// URL, got 'ftp://x'"):
         list(crawl("ftp://x"))
+
+
+def test_robots_403_forbids_all_and_sitemap_index_is_followed():
+    site = Site({})
+    index = '<sitemapindex xmlns="http://www.sitemaps.org/schemas/sitemap/0.9"><sitemap><loc>{}/s1.xml</loc></sitemap></sitemapindex>'
+    urlset = '<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9"><url><loc>{}/only.html</loc></url></urlset>'
+    site.routes.update(
+        {
+            "/robots.txt": (200, "text/plain", b"User-agent: *\nAllow: /\n", {}),
+            "/sitemap.xml": (200, "application/xml", index.format(site.url).encode(), {}),
+            "/s1.xml": (200, "application/xml", urlset.format(site.url).encode(), {}),
+            "/": (200, "text/html", page("Home", "<p>No links here.</p>"), {}),
+            "/only.html": (200, "text/html", page("Listed", "<p>Found through the sitemap index.</p>"), {}),
+        }
+    )
+    try:
+        assert [d.title for d in crawl(site.url + "/", delay=0)] == ["Home", "Listed"]
+        site.routes["/robots.txt"] = (403, "text/plain", b"no", {})
+        with pytest.raises(DataError, match=r"robots\.txt disallows this page"):
+            list(crawl(site.url + "/", delay=0))
+    finally:
+        site.close()

@@ -20,7 +20,7 @@ import urllib.request
 import urllib.robotparser
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import urldefrag, urljoin, urlsplit
 from xml.etree import ElementTree
 
@@ -87,32 +87,41 @@ def crawl(
     if not robots.can_fetch(user_agent, url):
         raise DataError("robots.txt disallows this page for crawlers", location=url)
     first = fetcher.get_start(url)
-    sites = {_site(url), _site(first.url)}
-    queue: deque[tuple[str, int, _Response | None]] = deque([(first.url, 0, first)])
-    seen = {_normal(url), _normal(first.url)}
+    frontier = _Frontier({_site(url), _site(first.url)}, {_normal(url), _normal(first.url)})
+    frontier.queue.append((first.url, 0, first))
     if use_sitemaps and max_depth >= 1:
         for link in _sitemap_urls(fetcher, url, robots.site_maps() or []):
-            if _site(link) in sites and _normal(link) not in seen:
-                seen.add(_normal(link))
-                queue.append((link, 1, None))
+            frontier.add(link, 1)
     yielded = 0
-    while queue and yielded < max_pages:
-        page_url, depth, response = queue.popleft()
+    while frontier.queue and yielded < max_pages:
+        page_url, depth, response = frontier.queue.popleft()
         if not robots.can_fetch(user_agent, page_url):
             skip(page_url, "disallowed by robots.txt")
             continue
-        result = _visit(fetcher, page_url, response, sites, max_bytes)
+        result = _visit(fetcher, page_url, response, frontier.sites, max_bytes)
         if isinstance(result, str):
             skip(page_url, result)
             continue
         document, links = result
         yielded += 1
         yield document
-        if depth < max_depth:
-            for link in links:
-                if _site(link) in sites and _normal(link) not in seen:
-                    seen.add(_normal(link))
-                    queue.append((_normal(link), depth + 1, None))
+        for link in links if depth < max_depth else []:
+            frontier.add(link, depth + 1)
+
+
+@dataclass
+class _Frontier:
+    """Pages still to visit, breadth first, and every URL already queued (without #fragments)."""
+
+    sites: set[str]
+    seen: set[str]
+    queue: deque[tuple[str, int, _Response | None]] = field(default_factory=deque)
+
+    def add(self, url: str, depth: int) -> None:
+        url = _normal(url)
+        if _site(url) in self.sites and url not in self.seen:
+            self.seen.add(url)
+            self.queue.append((url, depth, None))
 
 
 def _check_args(url: str, max_depth: int, max_pages: int, delay: float) -> None:
