@@ -24,6 +24,8 @@ class KindInfo:
     """The transformers auto class llmlab loads it with."""
     good_for: str
     """The tasks this kind is built for."""
+    short: str
+    """The same in three words, for tables."""
     examples: str
     """Well-known model families of this kind."""
 
@@ -37,6 +39,7 @@ KINDS: dict[TransformerKind, KindInfo] = {
             auto_class="AutoModel",
             good_for="understanding text: embeddings for search and RAG, classification (sentiment, topic), "
             "named entities; it does not generate text",
+            short="search embeddings, labels",
             examples="BERT, RoBERTa, MiniLM",
         ),
         KindInfo(
@@ -44,6 +47,7 @@ KINDS: dict[TransformerKind, KindInfo] = {
             attention="bidirectional encoder over the input; causal decoder with cross-attention to it",
             auto_class="AutoModelForSeq2SeqLM",
             good_for="turning one text into another: translation, summarisation, rewriting",
+            short="translate, summarise",
             examples="T5, BART, FLAN-T5",
         ),
         KindInfo(
@@ -51,6 +55,7 @@ KINDS: dict[TransformerKind, KindInfo] = {
             attention="causal: each token sees only the tokens before it",
             auto_class="AutoModelForCausalLM",
             good_for="generating text: chat, instructions, completion, few-shot prompting, tool calls",
+            short="chat, text generation",
             examples="GPT, Llama, SmolLM2, Mistral",
         ),
     )

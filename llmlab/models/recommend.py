@@ -163,6 +163,22 @@ class Recommendation:
     reasons: list[tuple[str, str, str]] = field(default_factory=list)
 
 
+@dataclass
+class RecommendConfig:
+    """The inputs of `llmlab models recommend`."""
+
+    task: str = ""
+    """What the model should do, in plain words, e.g. "answer questions about our internal PDFs"."""
+    memory_gb: float | None = None
+    """Memory to plan for, in GB (default: this machine's total RAM)."""
+
+    def __post_init__(self) -> None:
+        if not self.task.strip():
+            raise ConfigError('--task must describe the task, e.g. --task "sentiment of restaurant reviews"')
+        if self.memory_gb is not None and self.memory_gb <= 0:
+            raise ConfigError(f"--memory-gb must be positive, got {self.memory_gb}")
+
+
 def total_memory_gb() -> float:
     """This machine's physical memory in GB (10^9 bytes)."""
     try:
@@ -201,11 +217,12 @@ def _packaged(size_index: int, adaptation: Adaptation) -> list[tuple[str, str]]:
 
 
 def recommend(task: str, memory_gb: float | None = None) -> Recommendation:
-    """Suggest a model size, an adaptation and a weight format for `task` on a machine with `memory_gb`."""
-    if not task.strip():
-        raise ConfigError('--task must describe the task, e.g. --task "sentiment of restaurant reviews"')
-    if memory_gb is not None and memory_gb <= 0:
-        raise ConfigError(f"--memory-gb must be positive, got {memory_gb}")
+    """Suggest a model size, an adaptation and a weight format for `task` on a machine with `memory_gb`.
+
+    Raises:
+        ConfigError: empty task or non-positive memory.
+    """
+    RecommendConfig(task, memory_gb)  # validates
     source = "given (--memory-gb)" if memory_gb is not None else "detected (total RAM)"
     memory = memory_gb if memory_gb is not None else total_memory_gb()
     rules = matching_rules(task)

@@ -21,13 +21,17 @@ int8, bf16 KV cache and activations); no int8 model is run.
 
 from __future__ import annotations
 
+import math
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from llmlab.errors import ConfigError
+from llmlab.errors import ConfigError, ModelError
 from llmlab.models import dry_run
+from llmlab.models.gguf_cache import MANIFEST, cache_folder
 from llmlab.models.loading import context_length, transformer_kind
-from llmlab.models.registry import TransformerKind
+from llmlab.models.registry import TransformerKind, resolve
 
 if TYPE_CHECKING:
     from transformers import PretrainedConfig
@@ -96,6 +100,8 @@ class MemoryEstimate:
     activations: int = 0
     trainable: int = 0
     """Trainable parameters (0 for inference)."""
+    detail: str = ""
+    """What the scenario assumes, in words."""
 
     @property
     def total(self) -> int:
@@ -111,6 +117,7 @@ class MemoryEstimate:
             "activations": self.activations,
             "total": self.total,
             "trainable_parameters": self.trainable,
+            "detail": self.detail,
         }
 
 
@@ -214,10 +221,11 @@ def training_estimates(
 ) -> list[MemoryEstimate]:
     """Full fine-tuning, LoRA and prompt tuning, fp32 with AdamW."""
     rows = []
-    for method, label in (
-        ("full", "full fine-tuning (AdamW)"),
-        ("lora", f"LoRA r={sizing.lora_rank} ({','.join(lora_target_names(config, sizing))})"),
-        ("prompt", f"prompt tuning ({sizing.virtual_tokens} virtual tokens)"),
+    targets = ",".join(lora_target_names(config, sizing))
+    for method, label, detail in (
+        ("full", "full fine-tune", "all weights"),
+        ("lora", f"LoRA r={sizing.lora_rank}", f"adapters on {targets}"),
+        ("prompt", "prompt tuning", f"{sizing.virtual_tokens} virtual tokens"),
     ):
         run = dry_run.training_peak(
             config,
@@ -232,7 +240,8 @@ def training_estimates(
         weights = (shape.parameters + adapters) * 4
         grads, optim = run.trainable * 4, run.trainable * 8
         rest = _rest(run.peak_bytes, weights, grads, optim)
-        rows.append(MemoryEstimate(label, weights, 0, grads, optim, rest, trainable=run.trainable))
+        detail = f"fp32, AdamW, {detail}: {run.trainable:,} trainable parameters"
+        rows.append(MemoryEstimate(label, weights, 0, grads, optim, rest, run.trainable, detail))
     return rows
 
 
@@ -252,3 +261,31 @@ def estimate_memory(
     shape = shape or model_shape(config)
     _check_length(shape, sizing)
     return inference_estimates(config, shape, sizing) + training_estimates(config, shape, sizing)
+
+
+def count_gguf_parameters(path: Path) -> int:
+    """Parameters stored in a GGUF file: the sum of its tensors' element counts (read from the header).
+
+    Equals `count_parameters` of the converted model for the architectures transformers converts (a tied
+    output projection is not stored twice); slower than reading a cached config, but converts nothing.
+    """
+    from gguf import GGUFReader
+
+    try:
+        reader = GGUFReader(path)
+    except (OSError, ValueError) as e:
+        raise ModelError(f"{path} is not a readable GGUF file: {e}") from e
+    return sum(math.prod(int(d) for d in tensor.shape) for tensor in reader.tensors)
+
+
+def parameters_of(name_or_path: str | os.PathLike[str]) -> int:
+    """Exact parameter count of a named or local model without loading weights or converting a GGUF file."""
+    from transformers import AutoConfig
+
+    resolved = resolve(name_or_path)
+    if resolved.gguf_file is None:
+        return count_parameters(AutoConfig.from_pretrained(resolved.folder))
+    cached = cache_folder(resolved.path)
+    if (cached / MANIFEST).exists():
+        return count_parameters(AutoConfig.from_pretrained(cached))
+    return count_gguf_parameters(resolved.path)
