@@ -72,7 +72,7 @@ RULES: tuple[Rule, ...] = (
     ),
     Rule(
         "instructions and dialogue",
-        ("chat", "assistant", "order", "customer", "support", "booking", "follow", "instruction", "convers"),
+        ("chat", "assistant", "order", "customer", "booking", "follow", "instruction", "convers"),
         1,
         None,
         "holding a conversation and following instructions needs the world knowledge of ~10B",
