@@ -164,7 +164,7 @@ class Engine:
         if precision not in PRECISIONS:
             raise ConfigError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
         self.model, self.tokenizer, self.kind = model, tokenizer, kind
-        self.backend: Backend = make_backend(model, kind, precision)
+        self.backend: Backend = make_backend(model, kind, precision, tokenizer)
         self.context_length = self._context_length(model.config)
         self.eos_ids = self._eos_ids(model, tokenizer)
         self.pad_id = (

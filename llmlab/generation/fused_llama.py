@@ -9,20 +9,22 @@ and can hold its linear weights in three precisions:
 
 - "fp32": the exact path, equal to transformers (parity: tests/generation/test_fused_llama.py).
 - "bf16": bf16 weights and matmul inputs, fp32 elsewhere.
-- "int8": per-output-channel symmetric int8 weights with dynamic per-tensor activation quantization
-  (fbgemm `quantized::linear_dynamic`, 4x fewer weight bytes per token than fp32). Quality check:
-  perplexity within 2% of fp32 (tests/generation/test_fused_llama.py::test_int8_perplexity_close, slow).
+- "int8": SmoothQuant-scaled int8 weights and per-token int8 activations (int8.py): 4x fewer weight bytes
+  per token than fp32, perplexity within 2% (tests/generation/test_int8.py, slow).
+
+Parity: tests/generation/test_engine.py::test_fused_logits_equal_transformers_forward
 """
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
+
+from llmlab.generation.int8 import Int8Linear, activation_maxima, int8_supported, smooth_scales
 
 Precision = Literal["fp32", "bf16", "int8"]
 Linear = Callable[[torch.Tensor], torch.Tensor]
@@ -34,29 +36,21 @@ def supports(model: Any) -> bool:
     return getattr(config, "model_type", None) == "llama" and hasattr(model, "model")
 
 
-def int8_available() -> bool:
-    return "fbgemm" in torch.backends.quantized.supported_engines or "x86" in (
-        torch.backends.quantized.supported_engines
-    )
-
-
 def _make_linear(weight: torch.Tensor, bias: torch.Tensor | None, precision: Precision) -> Linear:
     weight = weight.detach().float()
     bias = None if bias is None else bias.detach().float()
-    if precision == "fp32":
-        return lambda x: F.linear(x, weight, bias)
+    if precision == "int8":
+        return Int8Linear(weight, bias)
     if precision == "bf16":
         w16 = weight.to(torch.bfloat16)
         return lambda x: F.linear(x.to(torch.bfloat16), w16).float() + (0 if bias is None else bias)
-    scale = (weight.abs().amax(dim=1) / 127.0).clamp_min(1e-8).double()
-    zero = torch.zeros(weight.shape[0], dtype=torch.long)
-    with (
-        warnings.catch_warnings()
-    ):  # quantized tensor creation is deprecated in torch 2.13 but still the fast path
-        warnings.simplefilter("ignore")
-        qweight = torch.quantize_per_channel(weight.float(), scale, zero, 0, torch.qint8)
-        packed = torch.ops.quantized.linear_prepack(qweight, None if bias is None else bias.float())
-    return lambda x: torch.ops.quantized.linear_dynamic(x, packed, True)
+    return lambda x: F.linear(x, weight, bias)
+
+
+def _cat_bias(*linears: Any) -> torch.Tensor | None:
+    if linears[0].bias is None:
+        return None
+    return torch.cat([lin.bias for lin in linears]).detach().float()
 
 
 @dataclass
@@ -87,15 +81,24 @@ class KVCache:
 
 
 class FusedLlama:
-    """Inference-only view of a LlamaForCausalLM; shares its embedding and norm weights."""
+    """Inference-only view of a LlamaForCausalLM; shares its embedding weights.
 
-    def __init__(self, model: Any, precision: Precision = "fp32"):
+    Args:
+        precision: "fp32" (exact), "bf16", or "int8" (give `calibration_ids` for SmoothQuant scales).
+        calibration_ids: (1, T) token ids of representative text; activation maxima from one fp32 forward
+            pass over them set the SmoothQuant scales (a no-op on the maths: only rounding changes).
+    """
+
+    def __init__(
+        self, model: Any, precision: Precision = "fp32", calibration_ids: torch.Tensor | None = None
+    ):
         if not supports(model):
             raise ValueError("FusedLlama needs a transformers Llama model")
-        if precision == "int8" and not int8_available():
-            raise ValueError("int8 needs PyTorch's fbgemm/x86 quantized engine; use precision fp32")
+        if precision == "int8" and not int8_supported():
+            raise ValueError(
+                "int8 needs fbgemm with VNNI instructions on this CPU; use precision fp32 or bf16"
+            )
         cfg = model.config
-        self.config = cfg
         self.precision = precision
         self.heads, self.kv_heads = cfg.num_attention_heads, cfg.num_key_value_heads
         self.head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // self.heads
@@ -107,28 +110,56 @@ class FusedLlama:
         rotary = inner.rotary_emb
         self.inv_freq = rotary.inv_freq.detach().float()
         self.rope_scale = float(getattr(rotary, "attention_scaling", 1.0))
-        self.layers = [self._fuse(layer, precision) for layer in inner.layers]
+        maxima = None
+        if calibration_ids is not None:
+            maxima = activation_maxima(model, calibration_ids)
+        self.layers = [
+            self._fuse(layer, precision, maxima, f"model.layers.{i}.") for i, layer in enumerate(inner.layers)
+        ]
         head = model.lm_head
         self.lm_head = _make_linear(head.weight, head.bias, precision)
         self.device = self.embed.device
 
-    @staticmethod
-    def _fuse(layer: Any, precision: Precision) -> _Layer:
+    def _fuse(self, layer: Any, precision: Precision, maxima: dict[str, Any] | None, name: str) -> _Layer:
         a, m = layer.self_attn, layer.mlp
-        qkv_w = torch.cat([a.q_proj.weight, a.k_proj.weight, a.v_proj.weight])
-        qkv_b = None
-        if a.q_proj.bias is not None:
-            qkv_b = torch.cat([a.q_proj.bias, a.k_proj.bias, a.v_proj.bias])
-        gu_w = torch.cat([m.gate_proj.weight, m.up_proj.weight])
-        gu_b = None if m.gate_proj.bias is None else torch.cat([m.gate_proj.bias, m.up_proj.bias])
+        qkv_w = torch.cat([a.q_proj.weight, a.k_proj.weight, a.v_proj.weight]).detach().float()
+        qkv_b = _cat_bias(a.q_proj, a.k_proj, a.v_proj)
+        gu_w = torch.cat([m.gate_proj.weight, m.up_proj.weight]).detach().float()
+        gu_b = _cat_bias(m.gate_proj, m.up_proj)
+        o_w, down_w = a.o_proj.weight.detach().float(), m.down_proj.weight.detach().float()
+        norm1 = layer.input_layernorm.weight.detach().float()
+        norm2 = layer.post_attention_layernorm.weight.detach().float()
+        if maxima is not None:  # SmoothQuant: fold 1/s into the op before each linear, s into its weight
+            s = smooth_scales(maxima[name + "self_attn.q_proj"], qkv_w)
+            norm1, qkv_w = norm1 / s, qkv_w * s
+            s = smooth_scales(maxima[name + "mlp.gate_proj"], gu_w)
+            norm2, gu_w = norm2 / s, gu_w * s
+            s = smooth_scales(maxima[name + "mlp.down_proj"], down_w)
+            gu_w[self.inter :] /= s[:, None]  # up rows: silu(gate) * up / s
+            gu_b = None if gu_b is None else torch.cat([gu_b[: self.inter], gu_b[self.inter :] / s])
+            down_w = down_w * s
+            s_kv = self._value_scales(smooth_scales(maxima[name + "self_attn.o_proj"], o_w))
+            v_rows = slice((self.heads + self.kv_heads) * self.head_dim, None)
+            qkv_w[v_rows] /= s_kv[:, None]
+            if qkv_b is not None:
+                qkv_b[v_rows] /= s_kv
+            o_w = o_w * s_kv.view(self.kv_heads, 1, self.head_dim).expand(
+                -1, self.heads // self.kv_heads, -1
+            ).reshape(-1)
         return _Layer(
-            norm1=layer.input_layernorm.weight.detach().float(),
+            norm1=norm1,
             qkv=_make_linear(qkv_w, qkv_b, precision),
-            o=_make_linear(a.o_proj.weight, a.o_proj.bias, precision),
-            norm2=layer.post_attention_layernorm.weight.detach().float(),
+            o=_make_linear(o_w, a.o_proj.bias, precision),
+            norm2=norm2,
             gate_up=_make_linear(gu_w, gu_b, precision),
-            down=_make_linear(m.down_proj.weight, m.down_proj.bias, precision),
+            down=_make_linear(down_w, m.down_proj.bias, precision),
         )
+
+    def _value_scales(self, s: torch.Tensor) -> torch.Tensor:
+        """o_proj's input channel (head h, dim d) reads value channel (h // group, d): heads sharing a value
+        head must share its scale, so take the group's maximum. (H D,) -> (H_kv D,)."""
+        group = self.heads // self.kv_heads
+        return s.view(self.kv_heads, group, self.head_dim).amax(dim=1).reshape(-1)
 
     def new_cache(self, batch: int, max_len: int) -> KVCache:
         return KVCache(len(self.layers), batch, self.kv_heads, max_len, self.head_dim, self.device)
