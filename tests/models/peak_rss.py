@@ -62,7 +62,10 @@ def run_inference(family: str, model, ids: torch.Tensor) -> None:
     with torch.no_grad():
         if family == "bert":
             model(input_ids=ids)
-        else:
+        elif family == "t5":  # an output as long as the input: the decoder's cache holds seq_len positions
+            n = ids.shape[1]
+            model.generate(ids, max_new_tokens=n, min_new_tokens=n, do_sample=False)
+        else:  # the prompt fills the cache; one new token
             model.generate(ids, max_new_tokens=1, min_new_tokens=1, do_sample=False)
 
 
