@@ -75,12 +75,12 @@ def perplexity_stepwise(fused: FusedLlama, ids: torch.Tensor) -> float:
 @pytest.mark.slow
 @needs_int8
 def test_int8_perplexity_within_2_percent(smollm) -> None:
-    """SmolLM2 on tests/data/perplexity.txt (439 tokens, not the calibration text): int8 perplexity is within
+    """SmolLM2 on tests/fixtures/perplexity.txt (439 tokens, not the calibration text): int8 perplexity is within
     2% of fp32, both for a whole-text forward (prefill, measured +1.2%) and token by token over the first 200
     tokens (decoding, measured +1.8%)."""
     from pathlib import Path
 
-    text = (Path(__file__).parents[1] / "data" / "perplexity.txt").read_text()
+    text = (Path(__file__).parents[1] / "fixtures" / "perplexity.txt").read_text()
     ids = torch.tensor([smollm.tokenizer(text)["input_ids"]])
     fp32 = FusedLlama(smollm.model, "fp32")
     int8 = FusedLlama(smollm.model, "int8", calibration_ids(smollm.tokenizer))
