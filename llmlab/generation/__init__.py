@@ -1,6 +1,25 @@
-"""Decoding: samplers (logits -> token) and the KV-cache engine (prefill, step, stop, stream, batch)."""
+"""Decoding: samplers (logits -> token) and the KV-cache engine (prefill, step, stop, stream, batch).
 
-from llmlab.generation.engine import Completion, Engine, GenerationConfig, TextStream
-from llmlab.generation.sampling import SamplingParams
+Names are imported lazily so that `llmlab.generation.config` (used to build CLI flags) does not import torch.
+"""
 
-__all__ = ["Completion", "Engine", "GenerationConfig", "SamplingParams", "TextStream"]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "Completion": "llmlab.generation.engine",
+    "Engine": "llmlab.generation.engine",
+    "TextStream": "llmlab.generation.engine",
+    "GenerationConfig": "llmlab.generation.config",
+    "SamplingParams": "llmlab.generation.config",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'llmlab.generation' has no attribute {name!r}")

@@ -18,63 +18,19 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
 
 from llmlab.errors import ConfigError, ModelError
 from llmlab.generation.backends import Backend, PromptBatch, make_backend
-from llmlab.generation.sampling import SamplingParams, choose_tokens, make_generators
+from llmlab.generation.config import GenerationConfig
+from llmlab.generation.sampling import choose_tokens, make_generators
 from llmlab.generation.streaming import IncrementalDetokenizer, StopStrings
 
 AllowedTokens = Callable[[int, Sequence[int]], "torch.Tensor | None"]
 PRECISIONS = ("auto", "fp32", "bf16", "int8", "hf")
-
-
-@dataclass
-class GenerationConfig:
-    """Decoding settings shared by the library, `llmlab generate` and `llmlab chat`."""
-
-    max_new_tokens: int = 256
-    """Stop after this many generated tokens."""
-    temperature: float = 0.7
-    """Sampling temperature; 0 means greedy. Lower is more focused."""
-    top_k: int = 0
-    """Sample only from the k most likely tokens; 0 disables."""
-    top_p: float = 0.9
-    """Nucleus sampling: the smallest set of tokens with this much probability; 1 disables."""
-    min_p: float = 0.0
-    """Drop tokens less likely than min_p times the most likely one; 0 disables."""
-    repetition_penalty: float = 1.0
-    """Above 1 discourages repeating tokens already seen; 1 disables."""
-    greedy: bool = False
-    """Always take the most likely token (deterministic; ignores temperature, top-k, top-p)."""
-    seed: int | None = None
-    """Seed for sampling; the same seed gives the same text."""
-    stop: list[str] = field(default_factory=list)
-    """Stop when the output contains this string (not included in the output)."""
-    stop_token_ids: list[int] = field(default_factory=list)
-    """Extra token ids that end generation (the model's end-of-sequence tokens always do)."""
-    ignore_eos: bool = False
-    """Keep going past end-of-sequence tokens (for benchmarks)."""
-    logprobs: bool = False
-    """Return each generated token's log-probability under the model (before temperature and filters)."""
-
-    def __post_init__(self) -> None:
-        if self.max_new_tokens < 1:
-            raise ConfigError(f"--max-new-tokens must be >= 1, got {self.max_new_tokens}")
-        self.sampling()  # validates the sampling knobs
-
-    def sampling(self) -> SamplingParams:
-        return SamplingParams(
-            temperature=self.temperature,
-            top_k=self.top_k,
-            top_p=self.top_p,
-            min_p=self.min_p,
-            repetition_penalty=self.repetition_penalty,
-            greedy=self.greedy,
-        )
 
 
 @dataclass

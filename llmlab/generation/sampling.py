@@ -17,49 +17,12 @@ Parity: tests/generation/test_sampling.py::test_filters_match_transformers_proce
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import torch
 
-from llmlab.errors import ConfigError
+from llmlab.generation.config import SamplingParams
 
 NEG_INF = float("-inf")
-
-
-@dataclass(frozen=True)
-class SamplingParams:
-    """How the next token is chosen from the logits."""
-
-    temperature: float = 1.0
-    """Divide logits by this before sampling; 0 means greedy (argmax)."""
-    top_k: int = 0
-    """Keep only the k most likely tokens; 0 disables."""
-    top_p: float = 1.0
-    """Keep the smallest set of tokens whose probabilities sum to at least p; 1 disables."""
-    min_p: float = 0.0
-    """Drop tokens whose probability is below min_p times the top token's; 0 disables."""
-    repetition_penalty: float = 1.0
-    """Penalise tokens already in the prompt or the output (> 1 discourages repeats); 1 disables."""
-    greedy: bool = False
-    """Always pick the most likely token (same as temperature 0)."""
-
-    def __post_init__(self) -> None:
-        if not self.temperature >= 0:
-            raise ConfigError(
-                f"--temperature must be >= 0, got {self.temperature}; use 0 for greedy decoding"
-            )
-        if not 0 < self.top_p <= 1:
-            raise ConfigError(f"--top-p must be in (0, 1], got {self.top_p}")
-        if self.top_k < 0:
-            raise ConfigError(f"--top-k must be >= 0 (0 disables it), got {self.top_k}")
-        if not 0 <= self.min_p <= 1:
-            raise ConfigError(f"--min-p must be in [0, 1], got {self.min_p}")
-        if not self.repetition_penalty > 0:
-            raise ConfigError(f"--repetition-penalty must be > 0, got {self.repetition_penalty}")
-
-    @property
-    def is_greedy(self) -> bool:
-        return self.greedy or self.temperature == 0
 
 
 def apply_repetition_penalty(logits: torch.Tensor, seen: torch.Tensor, penalty: float) -> torch.Tensor:
