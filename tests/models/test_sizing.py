@@ -209,11 +209,11 @@ MEASURED = {
 }
 
 
-def _measure(family: str, runs: list[dict]) -> list[int]:
+def _measure(family: str, config: dict, runs: list[dict]) -> list[int]:
     if not os.access("/proc/self/clear_refs", os.W_OK):
         pytest.skip("needs Linux /proc/self/clear_refs to reset the peak-RSS counter")
     env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_ARENA_MAX": "1", "OMP_NUM_THREADS": "1"}
-    spec = json.dumps({"family": family, "config": MEASURED[family], "runs": runs})
+    spec = json.dumps({"family": family, "config": config, "runs": runs})
     script = Path(__file__).with_name("peak_rss.py")
     done = subprocess.run(
         [sys.executable, str(script), spec], capture_output=True, text=True, env=env, timeout=600
@@ -230,7 +230,7 @@ def _check_against_measured(family: str, scenarios: tuple[str, ...], generate_le
 
     Measured in a fresh subprocess per family (tests/models/peak_rss.py): the real model, transformers
     `generate`, AdamW, peft LoRA r=8 on the query/value projections and peft prompt tuning (20 tokens).
-    Observed agreement is within 3%; the margin covers allocator slack and kernel scratch memory.
+    Observed: within 2% for training, up to 9% for inference (T5 fp32); the margin covers allocator slack.
     """
     import transformers
 
@@ -244,7 +244,7 @@ def _check_against_measured(family: str, scenarios: tuple[str, ...], generate_le
         else {"scenario": s, "batch_size": 4, "seq_len": 128}
         for s in scenarios
     ]
-    measured = _measure(family, runs)
+    measured = _measure(family, MEASURED[family], runs)
     for scenario, peak in zip(scenarios, measured, strict=True):
         estimate = (infer if scenario.startswith("inference") else train)[INDEX[scenario]].total
         assert abs(estimate / peak - 1) <= 0.15, (scenario, estimate, peak)
@@ -254,6 +254,24 @@ def _check_against_measured(family: str, scenarios: tuple[str, ...], generate_le
 @pytest.mark.parametrize("family", ["llama", "t5", "bert"])
 def test_estimates_match_measured_peak_rss_all_scenarios(family):
     _check_against_measured(family, ("inference fp32", "inference bf16", "full", "lora", "prompt"))
+
+
+@pytest.mark.slow
+def test_estimates_match_measured_peak_rss_smollm2_shape(llmlab_cache):
+    """SmolLM2-135M's exact config (random weights), seq 256 × batch 4: estimates within ±15% of measured
+    (observed: inference fp32 614 vs 613 MB, full fine-tuning 3.60 vs 3.60 GB, LoRA 2.12 vs 2.11 GB)."""
+    from llmlab.models import load_config
+
+    cfg = load_config("smollm2-135m-instruct")
+    keys = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads")
+    keys += ("num_key_value_heads", "tie_word_embeddings", "max_position_embeddings", "rms_norm_eps")
+    config = {k: getattr(cfg, k) for k in keys} | {"rope_theta": cfg.rope_parameters["rope_theta"]}
+    runs = [{"scenario": s, "batch_size": 4, "seq_len": 256} for s in ("inference fp32", "full", "lora")]
+    measured = _measure("llama", config, runs)
+    estimates = estimate_memory(cfg, SizingConfig(seq_len=256, batch_size=4))
+    for run, peak in zip(runs, measured, strict=True):
+        estimate = estimates[INDEX[run["scenario"]]].total
+        assert abs(estimate / peak - 1) <= 0.15, (run["scenario"], estimate, peak)
 
 
 def test_cli_info_json_on_a_checkpoint_folder(tiny_folder, capsys):
