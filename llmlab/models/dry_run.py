@@ -9,8 +9,9 @@ kernels as a real run (e.g. the CPU flash-attention kernel, which stores no T ×
 the `meta` device does not.
 
 What is not counted: the allocator's own slack and fragmentation, and memory that kernels allocate outside
-ATen (oneDNN scratch space). The test `tests/models/test_sizing.py::test_estimates_match_measured_peak_rss`
-compares these figures with the peak resident memory of the same steps run for real.
+ATen (oneDNN scratch space). The slow tests `test_estimates_match_measured_peak_rss_*` in
+tests/models/test_sizing.py compare these figures with the peak resident memory of the same steps run for
+real: within 2% for training and 9% for inference.
 """
 
 from __future__ import annotations

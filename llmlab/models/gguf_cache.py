@@ -18,7 +18,6 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
-from unittest import mock
 
 from llmlab.errors import ModelError
 
@@ -67,6 +66,8 @@ def _fsync_tree(folder: Path) -> None:
 
 def convert(gguf_path: Path, target: Path) -> float:
     """Dequantize `gguf_path` into an HF folder at `target` atomically; return the seconds it took."""
+    from unittest import mock
+
     import transformers.modeling_gguf_pytorch_utils as gguf_utils
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging

@@ -63,6 +63,9 @@ def test_folder_without_config_is_rejected(tmp_path):
 def test_bad_dtype_and_device_name_the_flag(tiny_folder):
     with pytest.raises(ConfigError, match="--dtype must be one of float32, bfloat16, float16, got 'int3'"):
         load_model(tiny_folder, device="cpu", dtype="int3")
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="--device cuda asked for CUDA but none is available"):
+            load_model(tiny_folder, device="cuda")
 
 
 def test_transformer_kind_of_bare_configs():
@@ -95,6 +98,16 @@ def test_gguf_converts_once_then_loads_from_cache(gguf_file, cache):
     timings = load_timings(second.folder)
     assert set(timings) == {"convert_seconds", "cached_load_seconds"}
     assert json.loads((second.folder / MANIFEST).read_text())["source"] == path.name
+
+
+def test_gguf_parameter_count_without_converting(gguf_file, cache):
+    """The GGUF header's tensor shapes give the exact count; nothing is converted or cached."""
+    from llmlab.models.sizing import count_gguf_parameters, parameters_of
+
+    path, reference = gguf_file
+    expected = sum(p.numel() for p in reference.parameters())
+    assert count_gguf_parameters(path) == parameters_of(path) == expected
+    assert not cache_folder(path).exists()
 
 
 def test_llmlab_cache_overrides_the_root(tmp_path, monkeypatch):
