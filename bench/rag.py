@@ -129,8 +129,8 @@ def full_chunks(tokenizer, n: int, tokens: int = 254) -> list[str]:
     words = " ".join(p.read_text() for p in sorted((DATA / "docs").glob("*.md"))).split()
     texts = []
     for i in range(n):
-        start = (i * 97) % (len(words) - 400)
-        ids = tokenizer(" ".join(words[start : start + 400]), add_special_tokens=False)["input_ids"][:tokens]
+        start = (i * 97) % (len(words) - 300)
+        ids = tokenizer(" ".join(words[start : start + 300]), add_special_tokens=False)["input_ids"][:tokens]
         texts.append(tokenizer.decode(ids))
     return texts
 
@@ -186,10 +186,18 @@ def part_embed(quick: bool) -> list[Row]:
 
 
 def synthetic(n: int, dim: int = 384, seed: int = 0) -> tuple[list[str], np.ndarray]:
-    """n chunk texts (60 Zipf-distributed words from a 20k vocabulary) and clustered unit vectors."""
+    """n chunk texts and clustered unit vectors.
+
+    Texts: 60 words drawn from Zipf(1.3) over a 20k-word vocabulary whose most frequent words are the English
+    stop words (as in real text), the rest made-up words. Vectors: 256 cluster centres plus noise."""
+    from llmlab.rag.stores.text_query import STOPWORDS
+
     rng = np.random.default_rng(seed)
-    vocab = np.array([f"w{i}x{(i * 7919) % 1000}" for i in range(20_000)])
-    ranks = np.minimum(rng.zipf(1.3, size=(n, 60)) - 1, len(vocab) - 1)
+    vocab = np.array(
+        sorted(STOPWORDS) + [f"w{i}x{(i * 7919) % 1000}" for i in range(20_000 - len(STOPWORDS))]
+    )
+    weights = np.arange(1, len(vocab) + 1, dtype=np.float64) ** -1.3
+    ranks = rng.choice(len(vocab), size=(n, 60), p=weights / weights.sum())
     texts = [" ".join(vocab[r]) for r in ranks]
     centers = rng.standard_normal((256, dim)).astype(np.float32)
     vectors = centers[rng.integers(0, 256, n)] + 0.6 * rng.standard_normal((n, dim)).astype(np.float32)
@@ -232,13 +240,17 @@ def measure(store, vectors: np.ndarray, queries: list[tuple[str, np.ndarray]]) -
 
 
 def query_set(texts: list[str], vectors: np.ndarray, n: int, seed: int = 1) -> list[tuple[str, np.ndarray]]:
+    """Queries about random chunks: "the/of/..." plus 3 of the chunk's content words, and a vector near it."""
+    from llmlab.rag.stores.text_query import STOPWORDS
+
     rng = np.random.default_rng(seed)
     picks = rng.integers(0, len(texts), n)
     out = []
     for i in picks:
-        words = texts[i].split()
+        content = sorted({w for w in texts[i].split() if w not in STOPWORDS})
+        words = [*rng.choice(sorted(STOPWORDS), 2), *rng.choice(content, min(3, len(content)), replace=False)]
         q = vectors[i] + 0.3 * rng.standard_normal(vectors.shape[1]).astype(np.float32)
-        out.append((" ".join(rng.choice(words, 4)), (q / np.linalg.norm(q)).astype(np.float32)))
+        out.append((" ".join(words), (q / np.linalg.norm(q)).astype(np.float32)))
     return out
 
 
@@ -343,7 +355,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     import torch
 
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs")
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs, load average {load}"
+    )
     for name in args.parts.split(","):
         if name not in PARTS:
             parser.error(f"unknown part {name!r}; choose from {', '.join(PARTS)}")

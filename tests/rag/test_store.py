@@ -217,3 +217,17 @@ def test_not_a_store_file_is_a_clear_error(tmp_path):
 def test_unreachable_postgres_is_a_clear_error():
     with pytest.raises(ConfigError, match="cannot connect to PostgreSQL at postgresql://nobody@/x"):
         open_store("postgresql://nobody@/x?host=/nonexistent-socket-dir&connect_timeout=2")
+
+
+def test_sqlite_drops_terms_in_most_chunks(tmp_path):
+    """FTS5 clamps the IDF of a term in more than half the rows to 1e-6, so the store leaves such terms out of
+    the query: "common rare" ranks exactly like "rare", and "common" alone (nothing rarer) still matches."""
+    store = open_store(str(tmp_path / "s.sqlite"))
+    store.bind_embedder("toy", 3)
+    texts = ["common one", "common two", "common three rare", "other four"]
+    add(store, "/d/a.md", texts, [unit(1, 0, 0)] * 4)
+    found = [store.chunks([i])[i].text for i, _ in store.text_search("common rare", 10)]
+    assert found == ["common three rare"]
+    assert len(store.text_search("common", 10)) == 3
+    assert store.text_search("absent words", 10) == []
+    store.close()
