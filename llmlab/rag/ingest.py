@@ -50,6 +50,10 @@ class IngestConfig:
     """Chunks embedded together before their documents are written (a kill loses at most these)."""
     pdf_password: str | None = None
     """Password for encrypted PDFs."""
+    max_file_mb: float = 64.0
+    """Refuse (report as failed) files and web pages larger than this many MiB."""
+    max_pdf_pages: int = 5000
+    """Refuse PDFs with more pages than this."""
     max_depth: int = 2
     """Link depth followed when crawling a URL."""
     max_pages: int = 100
@@ -60,6 +64,15 @@ class IngestConfig:
     def __post_init__(self) -> None:
         if self.batch_chunks < 1:
             raise ConfigError(f"--batch-chunks must be at least 1, got {self.batch_chunks}")
+        if not self.max_file_mb > 0 or self.max_pdf_pages < 1:
+            raise ConfigError(
+                f"--max-file-mb must be > 0 and --max-pdf-pages >= 1, got {self.max_file_mb} and "
+                f"{self.max_pdf_pages}"
+            )
+
+    @property
+    def max_bytes(self) -> int:
+        return int(self.max_file_mb * 2**20)
 
 
 @dataclass(frozen=True)
@@ -85,7 +98,10 @@ class IngestReport:
     failed: list[tuple[str, str]] = field(default_factory=list)
     """(source, reason) for each source that could not be loaded; its stored version, if any, is kept."""
     skipped: list[tuple[str, str]] = field(default_factory=list)
-    """(path, reason) for files met in folders but not loaded (hidden, unsupported extension)."""
+    """(path, reason) for files met in folders but not loaded (hidden, unsupported extension), and crawled
+    pages left out (robots.txt, not HTML, HTTP error, off-site redirect)."""
+    warnings: list[tuple[str, str]] = field(default_factory=list)
+    """(source, warning) for documents that loaded with a problem (e.g. image-only PDF pages)."""
     chunks: int = 0
     """Chunks embedded and written."""
     seconds: float = 0.0
@@ -138,6 +154,7 @@ class _Run:
     def offer(self, document: Document) -> None:
         """Queue a loaded document unless its stored version has the same hash."""
         self.seen.add(document.source)
+        self.report.warnings += [(document.source, w) for w in document.warnings]
         stored = self.hashes.get(document.source)
         if stored == document.content_hash:
             self.report.unchanged.append(document.source)
@@ -191,7 +208,12 @@ def _ingest_files(run: _Run, files: Sequence[Path]) -> None:
             run.tell(source, "unchanged")
             continue
         try:
-            document = load_path(path, pdf_password=run.config.pdf_password)
+            document = load_path(
+                path,
+                pdf_password=run.config.pdf_password,
+                max_bytes=run.config.max_bytes,
+                max_pdf_pages=run.config.max_pdf_pages,
+            )
         except DataError as e:
             run.fail(source, str(e))
             continue
@@ -205,7 +227,15 @@ def _ingest_url(run: _Run, url: str) -> bool:
     run.total = None
     cfg = run.config
     try:
-        for document in crawl(url, max_depth=cfg.max_depth, max_pages=cfg.max_pages, delay=cfg.delay):
+        pages = crawl(
+            url,
+            max_depth=cfg.max_depth,
+            max_pages=cfg.max_pages,
+            delay=cfg.delay,
+            max_bytes=cfg.max_bytes,
+            on_skip=lambda page, reason: run.report.skipped.append((page, reason)),
+        )
+        for document in pages:
             run.offer(document)
     except DataError as e:
         run.fail(url, str(e))
