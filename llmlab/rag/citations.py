@@ -1,0 +1,194 @@
+"""Citations in a generated answer: parse and validate `[n]` markers, detect "not in the documents" replies,
+and attribute each answer sentence to the context chunk that supports it best.
+
+    answer -> sentences s_1..s_m (citation markers stripped)
+    chunk j -> passages p_j1..p_jn (its sentences and lines)
+    support(s_i, j) = max_k cos(E(s_i), E(p_jk))          E: the store's embedder (unit vectors)
+    source(s_i) = argmax_j support(s_i, j)   if the max >= min_support, else unsupported
+
+The sources shown are the chunks that support at least one sentence, so they never depend on the model's
+numbering alone: a cited number that names no context block is dropped and reported, and a sentence's
+citation only breaks near-ties (within `CITED_MARGIN`) in favour of the chunk the model named. Passage-level
+maxima (rather than one vector per chunk) keep a one-sentence answer from being diluted by a long chunk, and
+give the supporting snippet shown next to each source.
+Tests: tests/rag/test_answer_citations.py.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from llmlab.rag.types import Hit
+
+NOT_FOUND = "I don't know based on the documents."
+"""The fixed reply the prompt asks for when the context does not hold the answer."""
+
+CITED_MARGIN = 0.03
+"""A sentence's own citation wins over the best-scoring chunk when its support is within this margin."""
+
+_CITATION = re.compile(r"\[\s*(?:(?:doc(?:ument)?|source)\s*)?(\d+(?:\s*[,;]\s*\d+)*)\s*\]", re.IGNORECASE)
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[`*]?[A-Z0-9])")
+_NOT_FOUND_FORMS = (
+    "i don't know based on the documents",
+    "i do not know based on the documents",
+    "the documents do not contain",
+    "the documents don't contain",
+    "not in the documents",
+)
+_WORD = re.compile(r"\w+")
+
+Embed = Callable[[Sequence[str]], np.ndarray]
+
+
+@dataclass(frozen=True)
+class Citation:
+    """One cited block number and where its marker sits in the answer text."""
+
+    number: int
+    start: int
+    end: int
+
+
+def parse_citations(text: str) -> list[Citation]:
+    """Every number in `[1]`, `[1, 3]`, `[2; 4]`, `[Document 2]` markers, in order of appearance."""
+    found = []
+    for match in _CITATION.finditer(text):
+        for number in re.findall(r"\d+", match.group(1)):
+            found.append(Citation(int(number), match.start(), match.end()))
+    return found
+
+
+def validate_citations(citations: Sequence[Citation], blocks: int) -> tuple[list[int], list[int]]:
+    """(valid, invalid) cited numbers, each once in order of first appearance; valid means 1..blocks."""
+    valid: list[int] = []
+    invalid: list[int] = []
+    for c in citations:
+        target = valid if 1 <= c.number <= blocks else invalid
+        if c.number not in target:
+            target.append(c.number)
+    return valid, invalid
+
+
+def strip_citations(text: str) -> str:
+    """The text without citation markers (and the space before them)."""
+    return re.sub(r"\s*" + _CITATION.pattern, "", text, flags=re.IGNORECASE).strip()
+
+
+def _normalize(text: str) -> str:
+    text = text.lower().replace("\u2019", "'").replace("\u2018", "'")
+    return " ".join(text.split())
+
+
+def is_not_found(text: str) -> bool:
+    """True when the answer says the documents do not hold the answer (the fixed phrase or a close form)."""
+    norm = _normalize(strip_citations(text))
+    if not norm:
+        return True
+    return any(form in norm for form in _NOT_FOUND_FORMS)
+
+
+def split_sentences(text: str) -> list[str]:
+    """Sentences of prose, one per line for list items; markdown bullets and empty pieces removed.
+
+    Sentences end at `.`, `!` or `?` followed by space and a capital letter or digit, so "e.g. this" and
+    "file.md" stay whole."""
+    sentences: list[str] = []
+    for line in text.splitlines():
+        line = re.sub(r"^\s*(?:[-*+]|\d+[.)])\s+", "", line).strip()
+        if not line or line.startswith("```"):
+            continue
+        sentences += [s.strip() for s in _SENTENCE_END.split(line) if s.strip()]
+    return sentences
+
+
+def passages(text: str, min_words: int = 3) -> list[str]:
+    """The pieces of a chunk that a sentence can be matched against: its sentences, lines of at least
+    `min_words` words, or the whole text when nothing qualifies (a one-line chunk)."""
+    pieces = [s for s in split_sentences(text) if len(_WORD.findall(s)) >= min_words]
+    return pieces or [" ".join(text.split())]
+
+
+@dataclass
+class Attribution:
+    """Which context block supports one answer sentence, how well, and the passage that does."""
+
+    sentence: str
+    block: int | None
+    """1-based context block number, or None when no block reaches `min_support`."""
+    score: float
+    """Cosine similarity between the sentence and the supporting passage."""
+    snippet: str
+    cited: list[int] = field(default_factory=list)
+    """Valid block numbers the sentence itself cited."""
+
+
+def attribute(answer: str, hits: Sequence[Hit], embed: Embed, min_support: float = 0.35) -> list[Attribution]:
+    """Attribute each sentence of `answer` to the hit (context block i + 1) whose best passage is closest.
+
+    Args:
+        hits: the context blocks in prompt order (block 1 is hits[0]).
+        embed: texts -> (N, dim) unit vectors, normally the store's embedder.
+        min_support: a sentence whose best cosine is below this gets `block=None` (unsupported).
+    """
+    sentences = [s for s in split_sentences(answer) if _WORD.search(strip_citations(s))]
+    if not sentences or not hits:
+        return [Attribution(s, None, 0.0, "") for s in sentences]
+    chunk_passages = [passages(h.chunk.text) for h in hits]
+    flat = [p for group in chunk_passages for p in group]
+    vectors = embed([strip_citations(s) for s in sentences] + flat)
+    sims = vectors[: len(sentences)] @ vectors[len(sentences) :].T  # (sentences, passages)
+    owner = np.repeat(np.arange(len(hits)), [len(g) for g in chunk_passages])  # passage -> hit index
+    out = []
+    for i, sentence in enumerate(sentences):
+        cited, _ = validate_citations(parse_citations(sentence), len(hits))
+        out.append(_attribute_one(sentence, sims[i], owner, flat, cited, min_support))
+    return out
+
+
+def _attribute_one(
+    sentence: str, sims: np.ndarray, owner: np.ndarray, flat: list[str], cited: list[int], min_support: float
+) -> Attribution:
+    best = int(np.argmax(sims))
+    block, score = int(owner[best]) + 1, float(sims[best])
+    for number in cited:  # the model's own citation breaks near-ties
+        mine = np.flatnonzero(owner == number - 1)
+        j = int(mine[np.argmax(sims[mine])])
+        if number != block and float(sims[j]) >= score - CITED_MARGIN:
+            best, block, score = j, number, float(sims[j])
+            break
+    if score < min_support:
+        return Attribution(sentence, None, score, "", cited)
+    return Attribution(sentence, block, score, flat[best], cited)
+
+
+@dataclass
+class Source:
+    """A context block that supports part of the answer: what the CLI lists under the answer."""
+
+    block: int
+    """1-based number of the block in the prompt (the number the model cites)."""
+    hit: Hit
+    snippet: str
+    """The chunk passage that best supports the answer sentences attributed to this block."""
+    score: float
+    sentences: list[str] = field(default_factory=list)
+
+
+def sources_from(attributions: Sequence[Attribution], hits: Sequence[Hit]) -> list[Source]:
+    """One Source per supporting block, in the order the answer first relies on it."""
+    by_block: dict[int, Source] = {}
+    for a in attributions:
+        if a.block is None:
+            continue
+        source = by_block.get(a.block)
+        if source is None:
+            by_block[a.block] = Source(a.block, hits[a.block - 1], a.snippet, a.score, [a.sentence])
+            continue
+        source.sentences.append(a.sentence)
+        if a.score > source.score:
+            source.snippet, source.score = a.snippet, a.score
+    return list(by_block.values())

@@ -1,0 +1,109 @@
+"""Multi-turn questions over a store: each follow-up is rewritten into a standalone search query.
+
+    turn 1: "How do I ingest a folder?"                 -> retrieve for the question as asked
+    turn 2: "And can it skip some files?"  -> rewrite -> "Can ingesting a folder skip some files?" -> retrieve
+
+The rewrite is asked of the same model with a short prompt (REWRITE_RULES) and checked (`clean_rewrite`);
+when it is empty or garbage, the query is the previous question followed by the follow-up, which keeps the
+earlier topic in the words BM25 and the embedder see. The answer prompt holds the retrieved documents and the
+question as asked (not the whole chat), so a small model's context stays short; the conversation only shapes
+what is retrieved. Tests: tests/rag/test_answer.py (scripted rewrites, good and garbage).
+"""
+
+from __future__ import annotations
+
+import re
+
+from llmlab.generation.config import GenerationConfig
+from llmlab.rag.answer import Answer, AnswerEngine, Answerer, AnswerStream
+from llmlab.rag.citations import is_not_found
+
+REWRITE_RULES = (
+    "Rewrite the follow-up question so that it can be understood without the conversation: replace words "
+    "like it, this, that and they with what they refer to. Reply with the rewritten question only."
+)
+_STOPWORDS = frozenset(
+    re.findall(
+        r"\w+",
+        "the a an and or of to in on for with is are was were be how what why when where which who do does did "
+        "can could should would you it this that they them its my your me we our",
+    )
+)
+
+
+def _content_words(text: str) -> set[str]:
+    return {w for w in re.findall(r"[a-z0-9]+", text.lower()) if len(w) > 2 and w not in _STOPWORDS}
+
+
+def clean_rewrite(candidate: str, previous: str, follow_up: str) -> str | None:
+    """The model's rewrite as a query, or None when it is unusable: empty, under two or over 40 words, a
+    refusal, holding markup, or sharing no content word with the previous question and the follow-up."""
+    line = next((s.strip() for s in candidate.strip().splitlines() if s.strip()), "")
+    line = re.sub(r"^(?:standalone|rewritten)?\s*question\s*:\s*", "", line, flags=re.IGNORECASE)
+    line = line.strip().strip("\"'`").strip()
+    words = line.split()
+    if len(words) < 2 or len(words) > 40 or is_not_found(line) or "<" in line:
+        return None
+    if not _content_words(line) & _content_words(previous + " " + follow_up):
+        return None
+    return line
+
+
+def rewrite_prompt(tokenizer: object, previous: str, answer: str, follow_up: str) -> str:
+    from llmlab.prompting import has_chat_template, render_chat
+
+    turn = f"Question: {previous}\nAnswer: {answer}\nFollow-up question: {follow_up}"
+    if has_chat_template(tokenizer):
+        messages = [{"role": "system", "content": REWRITE_RULES}, {"role": "user", "content": turn}]
+        return render_chat(tokenizer, messages)
+    return f"{REWRITE_RULES}\n\n{turn}\nRewritten question:"
+
+
+def rewrite_query(engine: AnswerEngine, previous: str, answer: str, follow_up: str) -> tuple[str, bool]:
+    """A standalone search query for `follow_up` after the turn (`previous`, `answer`).
+
+    Returns:
+        (query, True) with the model's rewrite, or (previous + " " + follow_up, False) when the rewrite is
+        unusable (see `clean_rewrite`).
+    """
+    config = GenerationConfig(max_new_tokens=40, greedy=True, stop=["\n"])
+    prompt = rewrite_prompt(engine.tokenizer, previous, answer, follow_up)
+    rewritten = clean_rewrite("".join(engine.stream(prompt, config)), previous, follow_up)
+    if rewritten is None:
+        return f"{previous} {follow_up}", False
+    return rewritten, True
+
+
+class Conversation:
+    """A chat over one store: remembers each turn (the query it was searched with, and the answer)."""
+
+    def __init__(self, answerer: Answerer) -> None:
+        self.answerer = answerer
+        self.turns: list[tuple[str, str]] = []
+        self.last_rewritten = False
+        """Whether the last query came from the model's rewrite (False: first question, or the fallback)."""
+
+    def query_for(self, question: str) -> str:
+        """The search query for the next question: as asked first, rewritten for follow-ups."""
+        self.last_rewritten = False
+        if not self.turns:
+            return question
+        previous, answer = self.turns[-1]
+        query, self.last_rewritten = rewrite_query(self.answerer.engine, previous, answer, question)
+        return query
+
+    def ask(self, question: str) -> AnswerStream:
+        """Stream the answer to the next question; the turn is remembered once the stream is exhausted."""
+        query = self.query_for(question)
+        stream = self.answerer.stream(question, query=query)
+
+        def remember(answer: Answer) -> None:
+            self.turns.append((query, answer.text))
+
+        stream.on_answer.append(remember)
+        return stream
+
+    def reset(self) -> None:
+        """Forget the conversation (/reset)."""
+        self.turns.clear()
+        self.last_rewritten = False

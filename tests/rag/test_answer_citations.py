@@ -1,0 +1,116 @@
+"""Citation parsing and validation, "not in the documents" detection, sentence splitting, and sentence
+attribution with an embedder whose vectors are known (keyword counts)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from answer_fakes import KeywordEmbedder
+
+from llmlab.rag.citations import (
+    NOT_FOUND,
+    attribute,
+    is_not_found,
+    parse_citations,
+    sources_from,
+    split_sentences,
+    strip_citations,
+    validate_citations,
+)
+from llmlab.rag.types import Chunk, Hit
+
+EMBED = KeywordEmbedder(tokenizer=None).embed
+
+
+def hits(*texts: str) -> list[Hit]:
+    return [Hit(Chunk(t, f"/d/{i}.md", "markdown", 0), 1.0, i) for i, t in enumerate(texts, start=1)]
+
+
+def test_parse_and_validate_citations():
+    text = "A [1]. B [2, 3]. C [Document 4] and [source 2; 9]. D [12] [1]. Not a citation: x[a] or [ ]."
+    cited = parse_citations(text)
+    assert [c.number for c in cited] == [1, 2, 3, 4, 2, 9, 12, 1]
+    assert text[cited[0].start : cited[0].end] == "[1]"
+    assert text[cited[3].start : cited[3].end] == "[Document 4]"
+    assert validate_citations(cited, 4) == ([1, 2, 3, 4], [9, 12])
+    assert validate_citations(cited, 0) == ([], [1, 2, 3, 4, 9, 12])
+    assert strip_citations("Opens at 9 [1]. Closes at 5 [2, 3].") == "Opens at 9. Closes at 5."
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (NOT_FOUND, True),
+        ("I don’t know based on the documents.", True),  # curly apostrophe
+        ("i do not know based on the documents", True),
+        ("The documents do not contain the answer.", True),
+        ("That is not in the documents [1].", True),
+        ("", True),
+        ("[1]", True),  # nothing but a citation
+        ("I don't know much, but the garden opens at 9 [1].", False),
+        ("The garden opens at 9 am [1].", False),
+    ],
+)
+def test_not_found_detection(text, expected):
+    assert is_not_found(text) is expected
+
+
+def test_split_sentences():
+    text = (
+        "The store keeps chunks, e.g. text. It uses file.md too! Really?\n- First item\n2. Second item\n```\n"
+    )
+    assert split_sentences(text) == [
+        "The store keeps chunks, e.g. text.",
+        "It uses file.md too!",
+        "Really?",
+        "First item",
+        "Second item",
+    ]
+
+
+def test_attribution_picks_the_supporting_chunk():
+    """Vectors are keyword counts: the bread sentence matches only the bakery chunk's first sentence, the
+    garden sentence only the garden chunk's; the weather sentence has no keyword, so its best cosine is the
+    constant axis alone (0.2^2 / (|a||b|) < 0.35) and it is attributed to nothing."""
+    context = hits(
+        "# Bakery\n\nBread bakes in the oven for 40 minutes. Strong flour works best.",
+        "# Garden\n\nThe garden opens at 9 am. Dogs stay on a lead.",
+    )
+    answer = "The garden opens at 9 [1]. Bread goes in the oven [2]. It is sunny today."
+    out = attribute(answer, context, EMBED, min_support=0.35)
+    assert [(a.block, a.snippet, a.cited) for a in out] == [
+        (2, "The garden opens at 9 am.", [1]),
+        (1, "Bread bakes in the oven for 40 minutes.", [2]),
+        (None, "", []),
+    ]
+    oven = EMBED(["Bread goes in the oven"])[0] @ EMBED(["Bread bakes in the oven for 40 minutes."])[0]
+    assert out[1].score == pytest.approx(float(oven))
+    sources = sources_from(out, context)
+    assert [(s.block, s.hit is context[s.block - 1], s.sentences) for s in sources] == [
+        (2, True, ["The garden opens at 9 [1]."]),
+        (1, True, ["Bread goes in the oven [2]."]),
+    ]
+
+
+def test_citation_breaks_only_near_ties():
+    """Two chunks support the sentence equally (both about dogs): the model's citation [2] picks between them.
+    When the cited chunk is clearly worse, the better-supported chunk wins despite the citation."""
+    tie = hits("Dogs are welcome.", "Dogs are welcome here.")
+    assert [a.block for a in attribute("Dogs are welcome [2].", tie, EMBED)] == [2]
+    assert [a.block for a in attribute("Dogs are welcome [1].", tie, EMBED)] == [1]
+    apart = hits("Dogs are welcome.", "Trains leave from the station.")
+    assert [a.block for a in attribute("Dogs are welcome [2].", apart, EMBED)] == [1]
+
+
+def test_attribution_embeds_once_and_without_citation_markers():
+    embedder = KeywordEmbedder(tokenizer=None)
+    attribute("Bread [1]. Garden [2].", hits("Bread is baked daily.", "A garden."), embedder.embed)
+    assert len(embedder.calls) == 1
+    assert embedder.calls[0][:2] == ["Bread.", "Garden."]
+
+
+def test_attribution_without_sentences_or_hits():
+    assert attribute("", hits("Bread."), EMBED) == []
+    out = attribute("Bread is good.", [], EMBED)
+    assert [(a.block, a.score) for a in out] == [(None, 0.0)]
+    assert np.isclose(EMBED(["bread"])[0] @ EMBED(["bread"])[0], 1.0)
