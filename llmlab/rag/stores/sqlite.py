@@ -5,14 +5,15 @@
   that occur in more than half of the chunks are dropped (FTS5 clamps their IDF to 1e-6, so they cannot
   reorder chunks matching another term, yet scoring every chunk they match dominated query time).
 - Vectors are float32 BLOBs in the `chunks` table, in the same file and the same transactions as the text.
-  Dense search reads them once into an in-memory float16 (N, dim) matrix (half the bytes of float32 to
-  scan, which is what bounds a scan), reloaded when the file changes (this connection's writes, or
-  `PRAGMA data_version` for other connections). One matrix-vector product scores every chunk; the best
-  max(8 * top_k, 100) are then rescored exactly from their float32 BLOBs, so the returned scores are exact
-  cosines and a chunk is missed only if float16 rounding (~1e-3) pushes it out of that candidate list.
-  bench/rag.py measures recall@10 against float32 brute force, and latency at 10k and 100k chunks.
-  PLATFORM.md measured NumPy exact search at 9.5 ms for 100k x 384 against 40-50 ms for sqlite-vec's `vec0`
-  scan, and the stdlib sqlite3 here cannot load extensions anyway.
+  Dense search is exact: the vectors are read once into an in-memory (N, dim) matrix, reloaded when the file
+  changes (this connection's writes, or `PRAGMA data_version` for other connections), and searched with one
+  single-threaded matrix-vector product (`np.einsum`) and `argpartition`; recall@10 against brute force is
+  1.0 by construction. PLATFORM.md measured this kind of scan at 9.5 ms for 100k x 384 vectors against
+  40-50 ms for sqlite-vec's `vec0` scan, and the stdlib sqlite3 here cannot load extensions anyway. A
+  threaded BLAS product was as fast on an idle CPU but stalled ~12 ms for a time slice whenever the CPU was
+  busy (0.4 ms vs 12 ms at 10k chunks with other work running); a float16 matrix scanned by torch on one
+  thread was ~20% faster than einsum at 100k but needed a float32 rescoring step. bench/rag.py measures
+  latency at 10k and 100k chunks.
 - Each document is written in one `BEGIN IMMEDIATE` transaction (WAL journal), so a process killed at any
   point leaves the previous committed state: tests/rag/test_ingest.py::test_sigkill_leaves_consistent_store.
 """
@@ -26,7 +27,6 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -36,9 +36,6 @@ from llmlab.rag.stores.text_query import fts5_match, query_terms
 from llmlab.rag.types import Chunk, Document
 
 SCHEMA_VERSION = "1"
-RERANK_FACTOR = 8
-RERANK_MIN = 100
-"""Dense search rescores max(8 * top_k, 100) float16 candidates exactly in float32."""
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -103,7 +100,7 @@ class SQLiteStore:
         self._cache_key: tuple[int, int] | None = None
         self._ids = np.zeros(0, dtype=np.int64)
         self._doc_of = np.zeros(0, dtype=np.int64)
-        self._coarse: Any = None
+        self._matrix = np.zeros((0, 0), dtype=np.float32)
         self._docs: list[tuple[int, str, str]] = []
         self._df: dict[str, int] = {}
         self._df_key: tuple[int, int] | None = None
@@ -204,8 +201,6 @@ class SQLiteStore:
 
     def _refresh(self) -> None:
         """Reload the in-memory vectors and document list if the file changed since the last load."""
-        import torch
-
         key = (self.conn.execute("PRAGMA data_version").fetchone()[0], self._writes)
         if key == self._cache_key:
             return
@@ -214,8 +209,7 @@ class SQLiteStore:
         dim = stored[1] if stored else 0
         self._ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
         self._doc_of = np.fromiter((r[1] for r in rows), dtype=np.int64, count=len(rows))
-        matrix = np.frombuffer(b"".join(r[2] for r in rows), dtype=np.float32).reshape(len(rows), dim)
-        self._coarse = torch.from_numpy(matrix.astype(np.float16))  # (N, dim), half the bytes to scan
+        self._matrix = np.frombuffer(b"".join(r[2] for r in rows), dtype=np.float32).reshape(len(rows), dim)
         self._docs = self.conn.execute("SELECT id, source, source_type FROM documents").fetchall()
         self._cache_key = key
 
@@ -228,40 +222,28 @@ class SQLiteStore:
     def dense_search(
         self, vector: np.ndarray, top_k: int, filters: Filters | None = None
     ) -> list[tuple[int, float]]:
-        import torch
-
         vector = np.asarray(vector, dtype=np.float32).reshape(-1)
         with self._lock:
             self._refresh()
             allowed = self._allowed_documents(filters)
-            ids, doc_of, coarse = self._ids, self._doc_of, self._coarse
-            if len(ids) == 0 or top_k <= 0:
-                return []
-            if vector.shape[0] != coarse.shape[1]:
-                raise ConfigError(
-                    f"query vector has dimension {vector.shape[0]}; the store holds {coarse.shape[1]}"
-                )
-            scores = (coarse @ torch.from_numpy(vector).to(coarse.dtype)).float().numpy()  # (N,)
-            if allowed is not None:
-                keep = np.flatnonzero(np.isin(doc_of, allowed))
-                ids, scores = ids[keep], scores[keep]
-            n = min(len(scores), max(RERANK_FACTOR * top_k, RERANK_MIN))
-            if n == 0:
-                return []
-            candidates = ids[np.argpartition(-scores, n - 1)[:n]]
-            exact = self._exact_scores(candidates, vector)
-        return sorted(exact, key=lambda r: (-r[1], r[0]))[:top_k]
-
-    def _exact_scores(self, ids: np.ndarray, vector: np.ndarray) -> list[tuple[int, float]]:
-        """float32 cosines of these chunks to `vector`, from the vectors stored in the file."""
-        rows = self.conn.execute(
-            "SELECT id, vector FROM chunks WHERE id IN (SELECT value FROM json_each(?))",
-            (json.dumps(ids.tolist()),),
-        ).fetchall()
-        if not rows:
+            ids, doc_of, matrix = self._ids, self._doc_of, self._matrix
+        if len(ids) == 0 or top_k <= 0:
             return []
-        matrix = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), -1)
-        return [(int(r[0]), float(s)) for r, s in zip(rows, matrix @ vector, strict=True)]
+        if vector.shape[0] != matrix.shape[1]:
+            raise ConfigError(
+                f"query vector has dimension {vector.shape[0]}; the store holds {matrix.shape[1]}"
+            )
+        # einsum runs on one core: a threaded BLAS gemv stalls for a time slice whenever the CPU is busy.
+        scores = np.einsum("ij,j->i", matrix, vector)  # (N,)
+        if allowed is not None:
+            keep = np.flatnonzero(np.isin(doc_of, allowed))
+            ids, scores = ids[keep], scores[keep]
+        k = min(top_k, len(scores))
+        if k == 0:
+            return []
+        best = np.argpartition(-scores, k - 1)[:k]
+        best = best[np.lexsort((ids[best], -scores[best]))]
+        return [(int(ids[i]), float(scores[i])) for i in best]
 
     def text_search(self, query: str, top_k: int, filters: Filters | None = None) -> list[tuple[int, float]]:
         if top_k <= 0:
