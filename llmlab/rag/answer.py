@@ -74,8 +74,9 @@ EXAMPLES: tuple[tuple[str, str], ...] = (
 )
 """Few-shot worked examples over `_EXAMPLE_DOCS` (the second document holds an injection to ignore)."""
 
-ANSWER_DEFAULTS: dict[str, Any] = {"max_new_tokens": 96, "greedy": True, "repetition_penalty": 1.0}
-"""Decoding settings for answers unless the caller overrides them: greedy and short."""
+ANSWER_DEFAULTS: dict[str, Any] = {"max_new_tokens": 64, "greedy": True, "stop": ["\n\n", "</document"]}
+"""Decoding settings for answers unless the caller overrides them: greedy, short, one paragraph, and never
+an echo of the context's markup."""
 
 _FENCE_TAG = re.compile(r"<(\s*/?\s*)(document)", re.IGNORECASE)
 

@@ -1,0 +1,35 @@
+"""`llmlab demo` (what `make demo` runs): ask llmlab's own user guide a question, offline, with sources.
+
+It is `llmlab ask` with a question the guide answers: the first run builds the guide's store from docs/ and
+prepares the packaged chat model (about a minute on a laptop CPU); later runs start in seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+DEMO_QUESTION = "How do I stream a chat answer?"
+
+
+def register(subparsers: Any) -> None:
+    from llmlab.cli.rag import _add_answer_arguments
+
+    demo = subparsers.add_parser(
+        "demo",
+        help="answer a question about llmlab from its own guide, with sources (offline)",
+        description="Retrieval-augmented generation end to end on llmlab's user guide: load, chunk, embed "
+        "and store docs/ (first run only), retrieve, answer with the packaged model, cite the sources.",
+    )
+    demo.add_argument("--question", default=DEMO_QUESTION, help=f"what to ask (default: {DEMO_QUESTION!r})")
+    _add_answer_arguments(demo)
+    demo.set_defaults(func=run_demo)
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    from llmlab.cli.output import console
+    from llmlab.cli.rag import run_guide_ask
+
+    if not args.json:
+        console.print(f"[bold]llmlab demo[/bold]: asking the user guide (docs/) — {args.question}\n")
+    return run_guide_ask(args, args.question)

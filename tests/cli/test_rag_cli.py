@@ -1,0 +1,230 @@
+"""`llmlab rag ingest | ask | chat | search | list`, `llmlab ask` and `llmlab demo` through the real CLI entry
+point, on a temp store embedded by a tiny random BERT, with a scripted engine (and once with a tiny Llama
+checkpoint folder passed as --model).
+
+A scripted answer that repeats a document sentence word for word embeds exactly like that passage (cosine 1),
+so even a random encoder attributes it to the right source."""
+
+from __future__ import annotations
+
+import builtins
+import json
+from pathlib import Path
+
+import pytest
+from rag.answer_fakes import FakeEngine, write_docs
+from rag.ragkit import tiny_bert_folder  # noqa: F401 - fixture
+
+from llmlab.cli import main
+from llmlab.rag.answer import NOT_FOUND
+
+BREAD = "Bread bakes in the oven for 40 minutes [1]."
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+@pytest.fixture
+def kb(tmp_path, monkeypatch, capsys, tiny_bert_folder):  # noqa: F811
+    """cwd = tmp_path, LLMLAB_HOME inside it, docs/ ingested into the store named `kb`."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("LLMLAB_HOME", str(tmp_path / "home"))
+    write_docs(tmp_path / "docs")
+    code, _, _ = run(capsys, "rag", "ingest", "docs", "--store", "kb", "--embedder", str(tiny_bert_folder))
+    assert code == 0
+    return tmp_path
+
+
+def fake_engine(monkeypatch, tokenizer, replies: list[str]) -> FakeEngine:
+    engine = FakeEngine(tokenizer, replies)
+    monkeypatch.setattr("llmlab.cli.rag._load_engine", lambda args: engine)
+    return engine
+
+
+def test_ingest_report_json_and_table(capsys, kb):
+    (kb / "docs" / "empty.md").write_text("")
+    (kb / "docs" / "logo.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    (kb / "docs" / "bakery.md").write_text("# Bakery\n\nRye bread bakes for an hour.\n")
+    code, out, _ = run(capsys, "rag", "ingest", "docs", "--store", "kb", "--json")
+    data = json.loads(out)
+    assert code == 0 and data["store"] == str(kb / "home" / "stores" / "kb.sqlite")
+    assert [Path(s).name for s in data["updated"]] == ["bakery.md"]
+    assert sorted(Path(s).name for s in data["unchanged"]) == ["garden.md", "trains.md"]
+    assert [(Path(f["source"]).name, f["reason"].split(": ", 1)[1]) for f in data["failed"]] == [
+        ("empty.md", "the file is empty (0 bytes); nothing to load")
+    ]
+    assert [(Path(s["source"]).name, s["reason"]) for s in data["skipped"]] == [
+        ("logo.png", "unsupported extension '.png'")
+    ]
+    code, out, _ = run(capsys, "rag", "ingest", "docs", "--store", "kb", "--exclude", "empty.md")
+    assert code == 0
+    assert "│ unchanged │       3 │" in out and "│ failed    │       0 │" in out
+    assert "skipped docs/logo.png: unsupported extension '.png'" in out
+
+
+def test_ingest_that_loads_nothing_exits_1(capsys, kb):
+    code, out, _ = run(capsys, "rag", "ingest", "missing-folder", "--store", "kb")
+    assert code == 1 and "failed missing-folder: no such file or folder" in out
+
+
+def test_search_table_and_json(capsys, kb):
+    code, out, _ = run(capsys, "rag", "search", "bread oven", "--store", "kb", "--mode", "bm25", "--json")
+    hits = json.loads(out)
+    assert code == 0 and Path(hits[0]["source"]).name == "bakery.md" and hits[0]["rank"] == 1
+    assert set(hits[0]["scores"]) == {"bm25", "bm25_rank"}
+    code, out, _ = run(capsys, "rag", "search", "bread oven", "--store", "kb", "--top-k", "1")
+    assert code == 0 and "1 result(s), mode hybrid" in out and "docs/bakery.md › Bakery" in out
+    code, _, err = run(capsys, "rag", "search", "x", "--store", "kb", "--mode", "fuzzy")
+    assert code == 2 and "error: --mode must be one of hybrid, dense, bm25, got 'fuzzy'" in err
+
+
+def test_list_stores_and_documents(capsys, kb):
+    code, out, _ = run(capsys, "rag", "list", "--json")
+    (row,) = json.loads(out)
+    assert code == 0 and (row["name"], row["documents"], row["chunks"]) == ("kb", 3, 3)
+    code, out, _ = run(capsys, "rag", "list", "--store", "kb")
+    assert code == 0 and all(f"docs/{n}.md" in out for n in ("bakery", "garden", "trains"))
+
+
+def test_ask_streams_the_answer_then_sources(capsys, kb, monkeypatch, tiny_tok):
+    engine = fake_engine(monkeypatch, tiny_tok, [BREAD])
+    code, out, _ = run(capsys, "rag", "ask", "How long does bread bake?", "--store", "kb", "--mode", "bm25")
+    assert code == 0
+    answer, sources = out.split("\n\n", 1)
+    assert answer == BREAD
+    assert (
+        sources == 'Sources\n [1] docs/bakery.md › Bakery\n     "Bread bakes in the oven for 40 minutes."\n'
+    )
+    assert engine.configs[0].greedy and engine.configs[0].max_new_tokens == 64
+
+
+def test_ask_json_show_context_and_decoding_flags(capsys, kb, monkeypatch, tiny_tok):
+    engine = fake_engine(monkeypatch, tiny_tok, [BREAD + " Also [5]."])
+    code, out, _ = run(
+        capsys, "rag", "ask", "How long does bread bake?", "--store", "kb", "--json", "--top-k", "2",
+        "--prompt", "zero-shot", "--temperature", "0.3", "--no-greedy", "--seed", "4", "--max-new-tokens", "20",
+    )  # fmt: skip
+    data = json.loads(out)
+    assert code == 0 and data["answer"] == BREAD + " Also [5]."
+    assert (data["citations"], data["invalid_citations"], len(data["context"])) == ([1], [5], 2)
+    assert data["sources"][0]["snippet"] == "Bread bakes in the oven for 40 minutes."
+    config = engine.configs[0]
+    assert (config.temperature, config.greedy, config.seed, config.max_new_tokens) == (0.3, False, 4, 20)
+    assert "<|im_start|>assistant\nAt 9 am [1].<|im_end|>" not in engine.prompts[0]  # zero-shot
+    fake_engine(monkeypatch, tiny_tok, [BREAD])
+    code, out, _ = run(capsys, "rag", "ask", "bread?", "--store", "kb", "--show-context", "--top-k", "1")
+    assert code == 0 and out.startswith("context [1] docs/bakery.md › Bakery  (score ")
+    assert "# Bakery\n\nBread bakes in the oven for 40 minutes. Use strong flour for bread.\n" in out
+
+
+def test_ask_not_found_and_unsupported(capsys, kb, monkeypatch, tiny_tok):
+    fake_engine(monkeypatch, tiny_tok, [NOT_FOUND, "Paris is the capital of France."])
+    code, out, _ = run(capsys, "rag", "ask", "Capital of France?", "--store", "kb")
+    assert code == 0 and out == NOT_FOUND + "\n\n"
+    # A random encoder finds every sentence similar to everything; 0.99 demands a word-for-word passage.
+    code, out, _ = run(capsys, "rag", "ask", "Capital of France?", "--store", "kb", "--min-support", "0.99")
+    assert out.endswith("\n\nNo passage in the documents supports this answer; treat it with care.\n")
+
+
+def test_ask_errors(capsys, kb, monkeypatch, tiny_tok):
+    fake_engine(monkeypatch, tiny_tok, [])
+    code, _, err = run(capsys, "rag", "ask", "anything?", "--store", "empty")
+    assert code == 2 and "holds no documents; add some with: llmlab rag ingest PATH --store NAME" in err
+    code, _, err = run(capsys, "rag", "ask", "q?", "--store", "kb", "--prompt", "ten-shot")
+    assert code == 2 and "error: --prompt must be one of few-shot, zero-shot, got 'ten-shot'" in err
+
+
+def test_chat_rewrites_follow_ups_and_resets(capsys, kb, monkeypatch, tiny_tok):
+    replies = [BREAD, "How long does rye bread bake in the oven?", BREAD, "Buy a ticket at the station."]
+    engine = fake_engine(monkeypatch, tiny_tok, replies)
+    lines = iter(
+        ["How long does bread bake?", "And rye?", "/reset", "/help", "How do I board a train?", "/quit"]
+    )
+    monkeypatch.setattr(builtins, "input", lambda prompt="": next(lines))
+    code, out, err = run(capsys, "rag", "chat", "--store", "kb", "--mode", "bm25")
+    assert code == 0 and engine.replies == []
+    assert "searching (rewritten): How long does rye bread bake in the oven?" in err
+    assert "conversation cleared" in err and "commands: /reset" in err
+    assert "Follow-up question: How do I board a train?" not in "".join(
+        engine.prompts
+    )  # no rewrite after /reset
+    assert out.count("Sources\n") == 3 and "docs/trains.md › Trains" in out
+
+
+def test_chat_json_lines(capsys, kb, monkeypatch, tiny_tok):
+    fake_engine(monkeypatch, tiny_tok, [BREAD, "", BREAD])
+    lines = iter(["How long does bread bake?", "Why?"])
+
+    def read(prompt=""):
+        try:
+            return next(lines)
+        except StopIteration:
+            raise EOFError from None
+
+    monkeypatch.setattr(builtins, "input", read)
+    code, out, _ = run(capsys, "rag", "chat", "--store", "kb", "--json")
+    first, second = _json_objects(out)
+    assert code == 0 and first["query"] == "How long does bread bake?"
+    assert second["query"] == "How long does bread bake? Why?"  # empty rewrite: the deterministic fallback
+
+
+def _json_objects(text: str) -> list[dict]:
+    """Parse concatenated pretty-printed JSON objects."""
+    decoder, objects, i = json.JSONDecoder(), [], 0
+    while i < len(text):
+        if text[i].isspace():
+            i += 1
+            continue
+        obj, i = decoder.raw_decode(text, i)
+        objects.append(obj)
+    return objects
+
+
+def test_llmlab_ask_builds_the_guide_store(capsys, kb, monkeypatch, tiny_tok, tiny_bert_folder):  # noqa: F811
+    from llmlab.rag.guide import open_guide
+
+    monkeypatch.setenv("LLMLAB_DOCS", str(kb / "docs"))
+    store, _ = open_guide(embedder=str(tiny_bert_folder))  # the tiny encoder instead of MiniLM
+    store.close()
+    (kb / "docs" / "bakery.md").write_text("# Bakery\n\nBread bakes in the oven for 40 minutes.\n")
+    fake_engine(monkeypatch, tiny_tok, [BREAD, BREAD])
+    code, out, err = run(capsys, "ask", "How long does bread bake?", "--top-k", "1")
+    assert code == 0 and out.startswith(BREAD + "\n\nSources\n [1] docs/bakery.md › Bakery\n")
+    assert "guide store updated: 1 page(s) changed" in err
+    code, out, _ = run(capsys, "demo", "--question", "How long does bread bake?", "--top-k", "1")
+    assert code == 0 and out.startswith(
+        "llmlab demo: asking the user guide (docs/) — How long does bread bake?"
+    )
+    assert "[1] docs/bakery.md › Bakery" in out
+
+
+def test_ingest_progress_bar_counts_sources():
+    from llmlab.cli.rag import _IngestBar
+    from llmlab.rag.ingest import IngestProgress
+
+    with _IngestBar() as bar:
+        bar(IngestProgress(1, 3, "/x/a.md", "added", 2))
+        bar(IngestProgress(2, 3, "/x/b.md", "unchanged"))
+        task = bar.progress.tasks[0]
+        assert (task.completed, task.total, task.description) == (2, 3, "b.md")
+
+
+def test_ask_with_a_tiny_checkpoint_folder(capsys, kb, tmp_path):
+    """--model takes a local checkpoint folder: a tiny random Llama (4096 positions) answers end to end."""
+    from tiny import tiny_llama, tiny_tokenizer
+
+    tok = tiny_tokenizer()
+    folder = tmp_path / "tiny-llama-long"
+    tiny_llama(len(tok), max_position_embeddings=4096).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    code, out, err = run(
+        capsys, "rag", "ask", "bread?", "--store", "kb", "--model", str(folder), "--precision", "fp32",
+        "--device", "cpu", "--max-new-tokens", "4", "--top-k", "1", "--json",
+    )  # fmt: skip
+    data = json.loads(out)
+    assert code == 0, err
+    assert isinstance(data["answer"], str) and data["prompt_tokens"] > 100
+    assert [Path(c["source"]).name for c in data["context"]] == ["bakery.md"]
