@@ -24,7 +24,7 @@ from typing import Literal
 import numpy as np
 
 from llmlab.errors import ConfigError, DataError
-from llmlab.rag.chunking import DEFAULT_CHUNK_TOKENS, chunk_document
+from llmlab.rag.chunking import DEFAULT_CHUNK_TOKENS, check_sizes, chunk_document
 from llmlab.rag.embedding import Embedder
 from llmlab.rag.stores.protocol import VectorStore
 from llmlab.rag.types import Chunk, Document
@@ -62,6 +62,9 @@ class IngestConfig:
     """Seconds between requests to the same site when crawling."""
 
     def __post_init__(self) -> None:
+        check_sizes(
+            self.chunk_tokens, self.chunk_tokens // 5 if self.overlap_tokens is None else self.overlap_tokens
+        )
         if self.batch_chunks < 1:
             raise ConfigError(f"--batch-chunks must be at least 1, got {self.batch_chunks}")
         if not self.max_file_mb > 0 or self.max_pdf_pages < 1:
@@ -216,6 +219,9 @@ def _ingest_files(run: _Run, files: Sequence[Path]) -> None:
             )
         except DataError as e:
             run.fail(source, str(e))
+            continue
+        except Exception as e:  # a loader bug must not cost the rest of the batch: report it with the file
+            run.fail(source, f"{source}: unexpected {type(e).__name__} while loading: {e}")
             continue
         run.offer(document)
 

@@ -91,21 +91,34 @@ _schemas = itertools.count()
 def pg_uri(tmp_path_factory):
     """URI of a real PostgreSQL 18 + pgvector server, started for this test session (about 1 s).
 
-    As root, pgserver runs the server as its own `pgserver` user and opens the folder's parents to it."""
+    As root, pgserver runs the server as its own `pgserver` user and opens the data folder's parents to it.
+    Every pytest session resets /tmp/pytest-of-root to mode 0700, which would lock that user out of a data
+    folder under it while another session starts; so as root the folder is a fresh temporary folder of its
+    own, removed at the end."""
+    import shutil
+    import tempfile
     import warnings
 
     import psycopg
 
+    as_root = os.geteuid() == 0
+    folder = (
+        Path(tempfile.mkdtemp(prefix="llmlab-test-pg-")) if as_root else tmp_path_factory.mktemp("pgdata")
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # platformdirs: XDG_RUNTIME_DIR is not set (as root, in CI)
         import pgserver
 
-        server = pgserver.get_server(tmp_path_factory.mktemp("pgdata"), cleanup_mode="stop")
-    uri = server.get_uri()
-    with psycopg.connect(uri, autocommit=True) as conn:
-        conn.execute("CREATE EXTENSION IF NOT EXISTS vector SCHEMA public")
-    yield uri
-    server.cleanup()  # stop it now, while the folder is still there (pgserver would try again at exit)
+        server = pgserver.get_server(folder / "data", cleanup_mode="stop")
+    try:
+        uri = server.get_uri()
+        with psycopg.connect(uri, autocommit=True) as conn:
+            conn.execute("CREATE EXTENSION IF NOT EXISTS vector SCHEMA public")
+        yield uri
+    finally:
+        server.cleanup()  # stop it now, while the folder is still there (pgserver would try again at exit)
+        if as_root:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def fresh_pg_url(pg_uri: str) -> str:

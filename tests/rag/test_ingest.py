@@ -217,3 +217,93 @@ def test_sigkill_leaves_consistent_store(tmp_path, tiny_bert_folder, tiny_embedd
     assert chunk_texts(store) == chunk_texts(clean)
     store.close()
     clean.close()
+
+
+class _Pages:
+    """A local website whose pages can change between crawls."""
+
+    def __init__(self) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.pages: dict[str, str] = {}
+        pages = self.pages
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                body = pages.get(self.path)
+                self.send_response(200 if body is not None else 404)
+                self.send_header("Content-Type", "text/html; charset=utf-8")
+                self.end_headers()
+                self.wfile.write((body or "<html><body>gone</body></html>").encode())
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+def _html(title: str, text: str, links: str = "") -> str:
+    paragraph = f"<p>{text} " * 3
+    return f"<html><head><title>{title}</title></head><body><main><h1>{title}</h1>{paragraph}{links}</main></body></html>"
+
+
+def test_crawled_site_reingests_by_hash_and_prunes(tmp_path, tiny_embedder):
+    site = _Pages()
+    site.pages["/robots.txt"] = ""
+    links = '<a href="/kettle">kettle</a> <a href="/radiator">radiator</a>'
+    site.pages["/"] = _html("Home maintenance", "Guides for a warm and tidy home.", links)
+    site.pages["/kettle"] = _html(
+        "Kettle", "Descale the kettle with citric acid and rinse it well afterwards."
+    )
+    site.pages["/radiator"] = _html("Radiator", "Bleed the radiator with a key until water dribbles out.")
+    store = open_store(str(tmp_path / "web.sqlite"))
+    cfg = IngestConfig(chunk_tokens=40, overlap_tokens=8, delay=0, max_depth=1)
+    first = ingest(store, tiny_embedder, [site.url], cfg)
+    assert sorted(first.added) == [site.url, site.url + "kettle", site.url + "radiator"]
+    assert store.stats().by_type == {"web": 3}
+    again = ingest(store, tiny_embedder, [site.url], cfg)
+    assert (again.added, sorted(again.unchanged)) == ([], sorted(first.added))
+    site.pages["/"] = _html("Home maintenance", "Guides for a warm and tidy home.", '<a href="/kettle">k</a>')
+    del site.pages["/radiator"]
+    pruned = ingest(
+        store, tiny_embedder, [site.url], IngestConfig(chunk_tokens=40, delay=0, max_depth=1, prune=True)
+    )
+    assert (pruned.updated, pruned.removed) == ([site.url], [site.url + "radiator"])
+    assert sorted(store.document_hashes()) == [site.url, site.url + "kettle"]
+    site.server.shutdown()
+    store.close()
+
+
+def test_loader_crash_is_reported_not_fatal(tmp_path, tiny_embedder, monkeypatch):
+    """A bug in one loader (any exception) fails that file with its name; the other files are ingested."""
+    import llmlab.rag.loaders as loaders
+
+    root = write_corpus(tmp_path / "docs")
+    real = loaders.load_path
+
+    def flaky(path, **kw):
+        if Path(path).name == "b.txt":
+            raise RuntimeError("boom")
+        return real(path, **kw)
+
+    monkeypatch.setattr(loaders, "load_path", flaky)
+    store = open_store(str(tmp_path / "s.sqlite"))
+    report = ingest(store, tiny_embedder, [root], CFG)
+    assert names(report.added) == ["a.md", "c.md"]
+    assert report.failed == [
+        (
+            str((root / "b.txt").resolve()),
+            f"{(root / 'b.txt').resolve()}: unexpected RuntimeError while loading: boom",
+        )
+    ]
+    store.close()
+
+
+def test_bad_chunk_sizes_fail_before_any_work():
+    with pytest.raises(ConfigError, match="--chunk-tokens must be at least 8, got 4"):
+        IngestConfig(chunk_tokens=4)
+    with pytest.raises(ConfigError, match="--batch-chunks must be at least 1"):
+        IngestConfig(batch_chunks=0)
