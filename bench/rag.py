@@ -135,13 +135,16 @@ def full_chunks(tokenizer, n: int, tokens: int = 254) -> list[str]:
     return texts
 
 
-def _rate(fn: Callable[[], object], n: int, repeats: int) -> float:
-    best = []
+def _rates(fns: dict[str, Callable[[], object]], n: int, repeats: int) -> dict[str, float]:
+    """Median items/s of each function; the functions take turns in every repeat, so that a change in the
+    machine's load hits them alike."""
+    runs: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        best.append(n / (time.perf_counter() - start))
-    return statistics.median(best)
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            runs[name].append(n / (time.perf_counter() - start))
+    return {name: statistics.median(r) for name, r in runs.items()}
 
 
 def part_embed(quick: bool) -> list[Row]:
@@ -158,23 +161,24 @@ def part_embed(quick: bool) -> list[Row]:
         "ingest chunks (≤200 tokens)": ingest_chunks(tokenizer),
         "full 256-token chunks": full_chunks(tokenizer, 64 if quick else 192),
     }
-    repeats = 2 if quick else 3
     rows: list[Row] = []
     for name, texts in sets.items():
         mean_tokens = statistics.fmean(len(tokenizer(t)["input_ids"]) for t in texts)
-        ours["bf16"].embed(texts[:8])
-        reference.encode(texts[:8])
-        ref = _rate(lambda t=texts: reference.encode(t, batch_size=32), len(texts), repeats)
+        fns: dict[str, Callable[[], object]] = {"st": lambda t=texts: reference.encode(t, batch_size=32)}
+        fns.update({p: (lambda t=texts, e=e: e.embed(t)) for p, e in ours.items()})
+        for fn in fns.values():  # warm-up
+            fn()
+        rates = _rates(fns, len(texts), 3 if quick else 5)
+        reference_vectors = reference.encode(texts, normalize_embeddings=True)
         for precision, embedder in ours.items():
-            rate = _rate(lambda t=texts, e=embedder: e.embed(t), len(texts), repeats)
-            cosine = (embedder.embed(texts) * reference.encode(texts, normalize_embeddings=True)).sum(1).min()
+            cosine = (embedder.embed(texts) * reference_vectors).sum(1).min()
             rows.append(
                 {
                     "part": "embed",
                     "chunks": f"{name}: {len(texts)}, mean {mean_tokens:.0f} tokens",
-                    "ours": f"{precision} {rate:.1f}/s",
-                    "reference": f"sentence-transformers {ref:.1f}/s",
-                    "ratio": round(rate / ref, 2),
+                    "ours": f"{precision} {rates[precision]:.1f}/s",
+                    "reference": f"sentence-transformers {rates['st']:.1f}/s",
+                    "ratio": round(rates[precision] / rates["st"], 2),
                     "min cosine": round(float(cosine), 5),
                     "threads": torch.get_num_threads(),
                 }
@@ -222,16 +226,19 @@ def measure(store, vectors: np.ndarray, queries: list[tuple[str, np.ndarray]]) -
     from llmlab.rag.retrieval import SearchConfig, search
 
     ids = np.array(sorted(i for i, _ in store.dense_search(queries[0][1], len(vectors) + 1)))
+    exact = [
+        set(ids[np.argsort(-np.einsum("ij,j->i", vectors, v), kind="stable")[:10]].tolist())
+        for _, v in queries
+    ]
     timings: dict[str, list[float]] = {"hybrid": [], "dense": [], "bm25": []}
     recalls = []
-    for text, vector in queries:
-        for mode in timings:
+    for mode in timings:  # one mode at a time over all queries
+        for (text, vector), truth in zip(queries, exact, strict=True):
             start = time.perf_counter()
             hits = search(store, text, lambda _t, v=vector: v[None, :], SearchConfig(mode=mode, top_k=10))
             timings[mode].append(1000 * (time.perf_counter() - start))
             if mode == "dense":
-                exact = set(ids[np.argsort(-(vectors @ vector), kind="stable")[:10]].tolist())
-                recalls.append(len(exact & {h.chunk_id for h in hits}) / 10)
+                recalls.append(len(truth & {h.chunk_id for h in hits}) / 10)
     row: Row = {
         f"{m} p50/p95 ms": f"{percentile(t, 50):.1f} / {percentile(t, 95):.1f}" for m, t in timings.items()
     }
