@@ -1,1 +1,44 @@
-"""metrics."""
+"""Evaluation metrics as pure functions on strings (no torch): ROUGE, BLEU, chrF, accuracy, SQuAD exact match
+and token F1, and retrieval metrics on TREC runs. Perplexity needs a model and lives in
+`llmlab.evaluation.metrics.perplexity`, which this package does not import.
+
+Each module's docstring gives the definition, the reference implementation it matches and its parity test.
+"""
+
+from llmlab.evaluation.metrics.accuracy import accuracy, accuracy_scores
+from llmlab.evaluation.metrics.bleu import BleuConfig, BleuScore, bleu_statistics, corpus_bleu, sentence_bleu
+from llmlab.evaluation.metrics.chrf import ChrfConfig, ChrfScore, chrf_statistics, corpus_chrf, sentence_chrf
+from llmlab.evaluation.metrics.exact_match import exact_match, exact_match_scores, normalize_answer
+from llmlab.evaluation.metrics.f1 import f1, f1_scores, token_f1
+from llmlab.evaluation.metrics.retrieval import evaluate_run, parse_qrels, parse_run, retrieval_scores
+from llmlab.evaluation.metrics.rouge import ROUGE_TYPES, RougeScore, mean_rouge, rouge, rouge_score
+
+__all__ = [
+    "ROUGE_TYPES",
+    "BleuConfig",
+    "BleuScore",
+    "ChrfConfig",
+    "ChrfScore",
+    "RougeScore",
+    "accuracy",
+    "accuracy_scores",
+    "bleu_statistics",
+    "chrf_statistics",
+    "corpus_bleu",
+    "corpus_chrf",
+    "evaluate_run",
+    "exact_match",
+    "exact_match_scores",
+    "f1",
+    "f1_scores",
+    "mean_rouge",
+    "normalize_answer",
+    "parse_qrels",
+    "parse_run",
+    "retrieval_scores",
+    "rouge",
+    "rouge_score",
+    "sentence_bleu",
+    "sentence_chrf",
+    "token_f1",
+]

@@ -27,6 +27,7 @@ import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
@@ -91,13 +92,13 @@ class BleuScore:
 class BleuConfig:
     """Settings of a BLEU computation; the defaults are sacreBLEU's corpus BLEU."""
 
-    smooth_method: str = "exp"
+    smooth_method: Literal["none", "floor", "add-k", "exp"] = "exp"
     """Smoothing for zero n-gram counts: none, floor, add-k or exp."""
     smooth_value: float | None = None
     """The value for floor (default 0.1) and add-k (default 1)."""
     lowercase: bool = False
     """Lowercase outputs and references before tokenizing."""
-    tokenize: str = "13a"
+    tokenize: Literal["13a", "none"] = "13a"
     """Tokenizer: 13a (mteval-v13a, the WMT standard) or none (whitespace only)."""
     effective_order: bool = False
     """Stop at the highest n with n-grams in the output (sentence BLEU turns this on)."""
@@ -202,7 +203,7 @@ def bleu_from_statistics(stats: Sequence[float], config: BleuConfig, signature: 
 
 def bleu_signature(config: BleuConfig, nrefs: int | str, bootstrap: tuple[int, int] | None = None) -> str:
     """sacreBLEU's signature string for these settings; `bootstrap` is (resamples, seed) when used."""
-    smooth = config.smooth_method
+    smooth: str = config.smooth_method
     default = SMOOTH_DEFAULTS[smooth]
     if default is not None:
         value = config.smooth_value if config.smooth_value is not None else default
