@@ -78,7 +78,9 @@ def register_run(subparsers: Any) -> None:
         "different data are refused.",
     )
     compare.add_argument("results", nargs="+", metavar="RESULTS.json", help="two or more results files")
-    compare.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (default: 1000)")
+    compare.add_argument(
+        "--bootstrap", type=int, default=1000, metavar="N", help="bootstrap resamples (default: 1000)"
+    )
     compare.add_argument("--seed", type=int, default=0, help="seed of the resampling (default: 0)")
     compare.add_argument("--confidence", type=float, default=0.95, help="interval level (default: 0.95)")
     compare.add_argument("--json", action="store_true", help="print the comparison as JSON")
@@ -217,7 +219,7 @@ def run_compare(args: argparse.Namespace) -> int:
     )
 
     runs = [load_run(path) for path in args.results]
-    comparison = compare_runs(runs, args.resamples, args.seed, args.confidence)
+    comparison = compare_runs(runs, args.bootstrap, args.seed, args.confidence)
     if args.markdown:
         _write(args.markdown, comparison_markdown(comparison))
     if args.json:

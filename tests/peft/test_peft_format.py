@@ -16,6 +16,15 @@ from llmlab.peft.peft_format import merge_lora_adapter, read_adapter_config
 LLAMA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models run faster on one thread, and far faster when other processes share the two cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def randomize_lora(peft_model, seed: int = 1) -> None:
     """peft initialises B = 0 (a no-op adapter); random A and B make every merged weight differ."""
     gen = torch.Generator().manual_seed(seed)
