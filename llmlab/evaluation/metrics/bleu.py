@@ -108,7 +108,7 @@ class BleuConfig:
     def __post_init__(self) -> None:
         if self.smooth_method not in SMOOTH_DEFAULTS:
             raise ConfigError(
-                f"--smooth must be one of {', '.join(SMOOTH_DEFAULTS)}, got {self.smooth_method!r}"
+                f"--smooth-method must be one of {', '.join(SMOOTH_DEFAULTS)}, got {self.smooth_method!r}"
             )
         if self.tokenize not in TOKENIZERS:
             raise ConfigError(f"--tokenize must be one of {', '.join(TOKENIZERS)}, got {self.tokenize!r}")
