@@ -63,6 +63,11 @@ def register_run(subparsers: Any) -> None:
     )
     run.add_argument("--markdown", metavar="FILE.md", help="write the scores as a Markdown table")
     add_config_arguments(run, GenerationConfig, skip=("logprobs",))
+    for action in run._actions:  # evaluation's own defaults, not `llmlab generate`'s
+        if action.dest == "max_new_tokens":
+            action.help = "stop after this many generated tokens (default: the task's max_new_tokens)"
+        elif action.dest == "greedy":
+            action.help = "take the most likely token (default for evaluation; --no-greedy samples)"
     run.add_argument(
         "--config", metavar="FILE.yaml", help="decoding settings from a YAML file (flags override)"
     )

@@ -215,7 +215,7 @@ def evaluate(
     if shots < 0:
         raise ConfigError(f"--shots must be >= 0, got {shots}")
     if shots and not pool:
-        raise ConfigError(f"--shots {shots} needs examples: give --shots-file FILE.jsonl")
+        raise ConfigError(f"--shots {shots} needs examples to choose from: pass a non-empty pool")
     if not items:
         raise ConfigError("no items to evaluate")
     label_list = list(labels) if labels is not None else task_labels(task, items, pool)
