@@ -74,6 +74,8 @@ class Report:
     intervals: dict[str, tuple[float, float]] = field(default_factory=dict)
     """Row name -> bootstrap interval of its last column."""
     notes: dict[str, Any] = field(default_factory=dict)
+    unit: str = "items"
+    """What `items` counts, in the table title."""
 
 
 def register(subparsers: Any) -> None:
@@ -327,10 +329,8 @@ def run_perplexity(args: argparse.Namespace) -> int:
         )
         intervals["perplexity"] = (interval.low, interval.high)
     notes = {"model": loaded.name, "tokens": result.tokens, "mean_nll": result.nll}
-    return _show(
-        args,
-        Report("perplexity", len(texts), ["score"], {"perplexity": [result.perplexity]}, intervals, notes),
-    )
+    rows = {"perplexity": [result.perplexity]}
+    return _show(args, Report("perplexity", len(texts), ["score"], rows, intervals, notes, "texts"))
 
 
 def run_retrieval(args: argparse.Namespace) -> int:
@@ -355,7 +355,8 @@ def run_retrieval(args: argparse.Namespace) -> int:
     rows = {name: [sum(v) / len(v)] for name, v in values.items()}
     items = len(next(iter(values.values())))
     notes = {"unjudged_run_queries": len(set(run) - set(qrels))}
-    return _show(args, Report("retrieval", items, ["score"], rows, _mean_intervals(args, values), notes))
+    intervals = _mean_intervals(args, values)
+    return _show(args, Report("retrieval", items, ["score"], rows, intervals, notes, "queries"))
 
 
 def _show(args: argparse.Namespace, report: Report) -> int:
@@ -380,7 +381,7 @@ def _show(args: argparse.Namespace, report: Report) -> int:
     for name, values in report.rows.items():
         bounds = report.intervals.get(name)
         rows.append([name, *values, *(bounds if bounds else ([None, None] if report.intervals else []))])
-    print_table(f"{report.metric} ({report.items} items)", columns, rows)
+    print_table(f"{report.metric} ({report.items} {report.unit})", columns, rows)
     for key, value in report.notes.items():
         console.print(f"[dim]{key}: {value}[/dim]")
     return 0
