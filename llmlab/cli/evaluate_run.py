@@ -127,7 +127,7 @@ def _load_engine(args: argparse.Namespace) -> tuple[Any, Any]:
         message = f"preparing {args.model} for first use (dequantizing GGUF once, about 30 s)"
     with err_console.status(message):
         loaded = load_model(args.model, device=args.device)
-        merged = merge_lora_adapter(loaded.model, args.adapter)
+        merged = merge_lora_adapter(loaded.model, args.adapter, inplace=True)
         engine = Engine(merged, loaded.tokenizer, loaded.kind, args.precision)
     return loaded, engine
 

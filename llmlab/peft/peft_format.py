@@ -10,8 +10,8 @@ Reads what peft's `save_pretrained` writes: the config's `r`, `lora_alpha`, `ran
 Each module's rank comes from its tensors, its alpha from `alpha_pattern` (matched as peft does: the pattern
 equals the module name or a dotted suffix of it) or `lora_alpha`.
 
-Merging writes into a deep copy of the model (the caller's model is untouched, so base and adapted can be
-evaluated side by side), and each merged weight becomes a new parameter, so a targeted `lm_head` tied to the
+Merging writes into a deep copy of the model by default (the caller's model is untouched, so base and adapted
+can be evaluated side by side; `inplace=True` saves the copy), and each merged weight becomes a new parameter, so a targeted `lm_head` tied to the
 embeddings does not change the embeddings. Supported: LoRA on Linear, Conv1D and Embedding layers, bias "none".
 Not supported (refused with a clear error): other PEFT methods (prompt tuning, IA3, ...), DoRA, LoRA biases,
 `modules_to_save`, layer replication.
@@ -168,8 +168,9 @@ def read_adapter_weights(path: str | Path) -> dict[str, LoraWeights]:
     return modules
 
 
-def merge_lora_adapter(model: nn.Module, folder: str | Path) -> nn.Module:
-    """A deep copy of `model` with the PEFT LoRA adapter in `folder` merged into its weights.
+def merge_lora_adapter(model: nn.Module, folder: str | Path, inplace: bool = False) -> nn.Module:
+    """A deep copy of `model` (or `model` itself with `inplace=True`, which saves memory when the base model
+    is not needed any more) with the PEFT LoRA adapter in `folder` merged into its weights.
 
     Raises:
         ConfigError: no such folder, not an adapter folder, or an unsupported adapter type.
@@ -182,7 +183,7 @@ def merge_lora_adapter(model: nn.Module, folder: str | Path) -> nn.Module:
     if not lora:
         raise ModelError(f"{weights_path} holds no LoRA matrices; re-save the adapter")
     _check_targets(model, lora, config, Path(folder))
-    merged = copy.deepcopy(model)
+    merged = model if inplace else copy.deepcopy(model)
     found = dict(merged.named_modules())
     with torch.no_grad():
         for name, weights in modules.items():

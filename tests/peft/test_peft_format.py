@@ -84,6 +84,9 @@ def test_merged_logits_match_peft_model(llama, tmp_path, lora_kwargs) -> None:
     assert not torch.allclose(expected, before, atol=1e-3)  # the adapter really changes the model
     torch.testing.assert_close(logits(merged, IDS), expected)
     torch.testing.assert_close(logits(llama, IDS), before, rtol=0, atol=0)
+    target = copy.deepcopy(llama)
+    assert merge_lora_adapter(target, tmp_path, inplace=True) is target
+    torch.testing.assert_close(logits(target, IDS), expected)
 
 
 def test_tied_head_target_does_not_change_the_embeddings(tiny_tok, tmp_path) -> None:
