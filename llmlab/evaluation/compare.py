@@ -144,8 +144,8 @@ def _by_id(base: EvalRun, run: EvalRun, base_name: str, name: str) -> list:
         detail = "; ".join(
             part
             for part in (
-                f"ids only in {base_name}: {', '.join(missing[:5])}" if missing else "",
-                f"ids only in {name}: {', '.join(extra[:5])}" if extra else "",
+                f"ids only in {base_name}: {_few(missing)}" if missing else "",
+                f"ids only in {name}: {_few(extra)}" if extra else "",
             )
             if part
         )
@@ -153,6 +153,10 @@ def _by_id(base: EvalRun, run: EvalRun, base_name: str, name: str) -> list:
             f"runs over different data ({detail}); evaluate both on the same --data and --limit"
         )
     return [found[item.id] for item in base.items]
+
+
+def _few(ids: list[str]) -> str:
+    return ", ".join(ids[:5]) + (f" and {len(ids) - 5} more" if len(ids) > 5 else "")
 
 
 def compare_runs(
