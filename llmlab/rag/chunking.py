@@ -229,8 +229,8 @@ def _trim_end(text: str, start: int, end: int) -> int:
 def token_encoder(tokenizer: Any) -> Encoder:
     """An Encoder for a transformers fast tokenizer or a `tokenizers.Tokenizer` (cached per tokenizer).
 
-    The backend is cloned when it has truncation or padding set (MiniLM's truncates at 128 and pads), so
-    the caller's tokenizer is left as it was.
+    The backend is always cloned, with truncation and padding off: sharing it would let a later
+    `tokenizer(..., truncation=True)` call elsewhere (the embedder does that) silently truncate chunking.
     """
     backend = getattr(tokenizer, "backend_tokenizer", tokenizer)
     if not callable(getattr(backend, "encode", None)) or not hasattr(backend, "no_truncation"):
@@ -241,14 +241,11 @@ def token_encoder(tokenizer: Any) -> Encoder:
     cached = _ENCODERS.get(backend)
     if cached is not None:
         return cached
-    if backend.truncation is not None or backend.padding is not None:
-        from tokenizers import Tokenizer
+    from tokenizers import Tokenizer
 
-        own = Tokenizer.from_str(backend.to_str())
-        own.no_truncation()
-        own.no_padding()
-    else:
-        own = backend
+    own = Tokenizer.from_str(backend.to_str())
+    own.no_truncation()
+    own.no_padding()
 
     def encode(text: str) -> list[tuple[int, int]]:
         return own.encode(text, add_special_tokens=False).offsets

@@ -89,6 +89,23 @@ def test_caller_tokenizer_keeps_its_truncation(tiny_tok):
     assert tok.backend_tokenizer.truncation["max_length"] == 16
 
 
+def test_truncation_set_after_first_use_does_not_leak_into_chunking(tiny_tok):
+    """The embedder calls its tokenizer with truncation=True after chunking has cached an encoder for it;
+    chunking must keep seeing whole units (regression: 12 chunks instead of 13 in the SIGKILL test)."""
+    from transformers import PreTrainedTokenizerFast
+
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=tiny_tok.backend_tokenizer.__class__.from_str(tiny_tok.backend_tokenizer.to_str())
+    )
+    text = "The capital of France is Paris. " * 20
+    before = chunk_document(doc(text), tok, chunk_tokens=40, overlap_tokens=0)
+    tok("warm up", truncation=True, max_length=16)
+    tok.backend_tokenizer.enable_truncation(16)
+    after = chunk_document(doc(text), tok, chunk_tokens=40, overlap_tokens=0)
+    assert [(c.start, c.end) for c in after] == [(c.start, c.end) for c in before]
+    assert after[-1].end == len(text.rstrip())
+
+
 def test_long_run_without_boundaries(tiny_tok):
     text = "x" * 3000 + "🙂" * 50
     chunks = chunk_document(doc(text), tiny_tok, chunk_tokens=16, overlap_tokens=4)
