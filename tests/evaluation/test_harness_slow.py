@@ -19,8 +19,8 @@ def test_three_shot_beats_zero_shot_on_restaurant_reviews(smollm) -> None:
     """20 restaurant reviews (10 positive, 10 negative), built-in `classify` task, greedy, fp32 weights,
     examples from reviews-shots.jsonl.
 
-    Measured (2026-11, this machine): zero-shot accuracy 0.45 (the model answers "positive" to 17 of 20
-    reviews and names no label for 2), 3-shot 0.85; difference +0.40, 95% paired-bootstrap CI [+0.05, +0.70]
+    Measured (2026-11, this machine): zero-shot accuracy 0.45 (the model answers "positive" to 18 of 20
+    reviews and names no label for the other 2), 3-shot 0.85; difference +0.40, 95% paired-bootstrap CI [+0.05, +0.70]
     (1000 resamples, seed 0). Asserted with margin: 3-shot >= 0.75 and at least 0.25 above zero-shot.
     """
     task = load_task("classify")
