@@ -278,6 +278,12 @@ def print_sources(answer: Answer, root: Path | None) -> None:
         err_console.print(
             f"[dim]ignored citation(s) {numbers}: only {len(answer.hits)} context block(s)[/dim]"
         )
+    if answer.gated:
+        err_console.print(
+            f"[dim]no retrieved chunk is close to the question (best similarity {answer.relevance:.2f}, "
+            "under --min-relevance); the model was not asked[/dim]",
+            soft_wrap=True,
+        )
     if answer.not_found:
         return
     if not answer.sources:

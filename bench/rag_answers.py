@@ -1,0 +1,199 @@
+"""RAG answer quality on llmlab's own guide: zero-shot vs few-shot grounded prompts, in one run.
+
+The QA set (bench/data/qa/guide.jsonl) was written for the project over the pages of docs/: questions with a
+short reference answer (plus accepted aliases) and the pages that hold it, and questions the guide cannot
+answer (answer null). The guide keeps changing, so each run builds a fresh store from the current docs/ and
+first checks every question's evidence (the answer, or an `evidence` phrase) against its page: questions
+whose evidence is gone are reported and left out.
+
+Metrics, per prompt style (same retrieval, same decoding settings):
+- EM and token F1, SQuAD-normalized (lower case, no punctuation or articles), best over the answer and its
+  aliases, after citation markers are removed; `contains`: the normalized answer occurs in the reply.
+- citation (page): the first source shown (attributed by embedding, llmlab/rag/citations.py) is one of the
+  question's pages; citation (chunk): a source shown holds the evidence itself.
+- not-found: the share of unanswerable questions answered with the fixed NOT_FOUND phrase; false refusals:
+  the share of answerable questions answered that way.
+- retrieval@k: the share of answerable questions whose evidence is in a retrieved chunk (an upper bound for
+  the generator).
+EM and F1 are llmlab.evaluation.metrics' (parity-tested against the official SQuAD v1.1 script).
+
+The table prints zero-shot as the reference and few-shot as ours, with the ratio few-shot / zero-shot.
+Usage: python bench/rag_answers.py [--limit N] [--prompts few-shot,zero-shot] [--verbose] [--json FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+warnings.filterwarnings("ignore")
+
+ROOT = Path(__file__).resolve().parents[1]
+QA = Path(__file__).parent / "data" / "qa" / "guide.jsonl"
+
+
+# -- the QA set ----------------------------------------------------------------------------------------------
+
+
+def squash(text: str) -> str:
+    return " ".join(text.split())
+
+
+def load_qa(path: Path, docs: Path) -> tuple[list[dict[str, Any]], list[str]]:
+    """(questions whose evidence is on a listed page of the current docs, ids left out with the reason)."""
+    pages = {p.name: squash(p.read_text(encoding="utf-8")) for p in docs.glob("*.md")}
+    kept, stale = [], []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.strip():
+            continue
+        item = json.loads(line)
+        if item["answer"] is not None:
+            evidence = squash(item.get("evidence") or item["answer"])
+            missing = [d for d in item["docs"] if d not in pages]
+            if missing or not any(evidence in pages[d] for d in item["docs"]):
+                stale.append(f"{item['id']} ({', '.join(missing) or 'evidence'} not in docs/)")
+                continue
+            item["evidence_text"] = evidence
+        kept.append(item)
+    return kept, stale
+
+
+# -- running -------------------------------------------------------------------------------------------------
+
+
+def score(item: dict[str, Any], answer: Any) -> dict[str, Any]:
+    from llmlab.evaluation.metrics import normalize_answer
+    from llmlab.evaluation.metrics.exact_match import exact_match_score
+    from llmlab.evaluation.metrics.f1 import f1_score
+    from llmlab.rag.citations import strip_citations
+
+    text = strip_citations(answer.text)
+    row: dict[str, Any] = {"id": item["id"], "answer": answer.text, "not_found": answer.not_found}
+    row["sources"] = [Path(s.hit.chunk.source).name for s in answer.sources]
+    row["words"] = len(text.split())
+    if item["answer"] is None:
+        return row
+    references = [item["answer"], *item.get("aliases", [])]
+    row["em"] = exact_match_score(text, references)
+    row["f1"] = f1_score(text, references)
+    row["contains"] = float(any(normalize_answer(r) in normalize_answer(text) for r in references))
+    row["cite_page"] = float(bool(row["sources"]) and row["sources"][0] in item["docs"])
+    evidence = item["evidence_text"]
+    row["cite_chunk"] = float(any(evidence in squash(s.hit.chunk.text) for s in answer.sources))
+    row["retrieved"] = float(any(evidence in squash(h.chunk.text) for h in answer.hits))
+    return row
+
+
+def mean(rows: list[dict[str, Any]], key: str) -> float:
+    values = [r[key] for r in rows if key in r]
+    return sum(values) / len(values) if values else float("nan")
+
+
+def summarize(rows: list[dict[str, Any]]) -> dict[str, float]:
+    answerable = [r for r in rows if "em" in r]
+    unanswerable = [r for r in rows if "em" not in r]
+    return {
+        "exact match": mean(answerable, "em"),
+        "token F1": mean(answerable, "f1"),
+        "contains answer": mean(answerable, "contains"),
+        "citation (page)": mean(answerable, "cite_page"),
+        "citation (chunk)": mean(answerable, "cite_chunk"),
+        "not-found (unanswerable)": sum(r["not_found"] for r in unanswerable) / max(len(unanswerable), 1),
+        "false refusals": sum(r["not_found"] for r in answerable) / max(len(answerable), 1),
+        "retrieval@k": mean(answerable, "retrieved"),
+        "words per answer": mean(rows, "words"),
+        "seconds per answer": mean(rows, "seconds"),
+    }
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    from llmlab.rag.answer import AnswerConfig, Answerer, answer_generation, load_engine
+    from llmlab.rag.ingest import IngestConfig
+    from llmlab.rag.store import Store
+
+    docs = Path(args.docs)
+    items, stale = load_qa(Path(args.qa), docs)
+    if args.limit:  # the first N answerable questions and a quarter as many unanswerable ones
+        answerable = [i for i in items if i["answer"] is not None][: args.limit]
+        items = answerable + [i for i in items if i["answer"] is None][: max(1, args.limit // 4)]
+    print(f"{len(items)} questions ({sum(i['answer'] is None for i in items)} unanswerable) over {docs}")
+    for reason in stale:
+        print(f"  left out: {reason}")
+    with tempfile.TemporaryDirectory() as tmp:
+        store = Store.open(str(Path(tmp) / "guide.sqlite"))
+        report = store.ingest([docs], config=IngestConfig(include=("*.md",)))
+        print(f"store: {len(report.added)} pages, {report.chunks} chunks; loading {args.model}", flush=True)
+        engine = load_engine(args.model, device="cpu")
+        generation = answer_generation()
+        results: dict[str, list[dict[str, Any]]] = {p: [] for p in args.prompts}
+        for n, item in enumerate(items, start=1):
+            hits = store.search(item["question"], mode="hybrid", top_k=args.top_k)
+            for prompt in args.prompts:
+                answerer = Answerer(store, engine, AnswerConfig(top_k=args.top_k, prompt=prompt), generation)
+                start = time.perf_counter()
+                answer = answerer.stream(item["question"], hits=hits).result()
+                row = score(item, answer) | {"seconds": time.perf_counter() - start}
+                results[prompt].append(row)
+                if args.verbose:
+                    print(
+                        f"[{n}/{len(items)} {prompt}] {item['question']}\n    -> {answer.text!r} {row['sources']}"
+                    )
+            if not args.verbose:
+                print(f"\r{n}/{len(items)} questions", end="", file=sys.stderr, flush=True)
+        store.close()
+    print(file=sys.stderr)
+    return {
+        "results": results,
+        "summary": {p: summarize(rows) for p, rows in results.items()},
+        "stale": stale,
+    }
+
+
+def print_table(summary: dict[str, dict[str, float]]) -> None:
+    names = list(summary)
+    reference = "zero-shot" if "zero-shot" in summary else names[0]
+    ours = "few-shot" if "few-shot" in summary else names[-1]
+    print(f"\n{'metric':26} {reference + ' (ref)':>16} {ours + ' (ours)':>16} {'ratio':>7}")
+    for metric in summary[ours]:
+        ref, our = summary[reference][metric], summary[ours][metric]
+        ratio = f"{our / ref:.2f}" if ref else "-"
+        print(f"{metric:26} {ref:16.3f} {our:16.3f} {ratio:>7}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--qa", default=str(QA), help="the QA set (JSONL)")
+    parser.add_argument("--docs", default=str(ROOT / "docs"), help="the guide's folder")
+    parser.add_argument("--model", default="smollm2-135m-instruct")
+    parser.add_argument("--prompts", default="zero-shot,few-shot", help="comma-separated prompt styles")
+    parser.add_argument("--top-k", type=int, default=4, help="chunks in the prompt")
+    parser.add_argument("--limit", type=int, default=0, help="only the first N questions")
+    parser.add_argument("--verbose", action="store_true", help="print every answer")
+    parser.add_argument("--json", help="also write every answer and the summary to this file")
+    args = parser.parse_args()
+    args.prompts = [p.strip() for p in args.prompts.split(",") if p.strip()]
+    started = time.perf_counter()
+    out = run(args)
+    print_table(out["summary"])
+    load = os.getloadavg()[0]
+    print(
+        f"\n{time.perf_counter() - started:.0f} s in all; load average {load:.1f} (timings are noisy when busy)"
+    )
+    if args.json:
+        Path(args.json).write_text(json.dumps(out, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
