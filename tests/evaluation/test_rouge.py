@@ -54,6 +54,25 @@ def test_matches_rouge_score_on_realistic_summaries() -> None:
             assert_same(o, reference_scores(p, rs, stem))
 
 
+def test_long_sentences_match_rouge_score(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Output sentences over 63 tokens do not fit one machine word and take the Python path; items of both
+    kinds share chunks (made small here so that several are used)."""
+    import importlib
+
+    monkeypatch.setattr(importlib.import_module("llmlab.evaluation.metrics.rouge"), "_CHUNK", 3)
+    rng = random.Random(3)
+    words = ["the", "cat", "sat", "on", "mat", "dog", "ran", "a", "park", "in"]
+
+    def sentence(n: int) -> str:
+        return " ".join(rng.choice(words) for _ in range(n)) + "."
+
+    preds = [sentence(70) + "\n" + sentence(5), sentence(12), sentence(64), sentence(63) + "\n" + sentence(9)] * 2
+    refs = [[sentence(66) + "\n" + sentence(8)], [sentence(80)], [sentence(20), sentence(64)], [sentence(63)]] * 2
+    for stem in (False, True):
+        for p, rs, o in zip(preds, refs, rouge(preds, refs, TYPES, stem), strict=True):
+            assert_same(o, reference_scores(p, rs, stem))
+
+
 @pytest.mark.parametrize(
     ("prediction", "reference"),
     [

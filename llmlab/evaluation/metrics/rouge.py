@@ -32,6 +32,7 @@ import numpy as np
 from llmlab.errors import ConfigError
 from llmlab.evaluation.metrics.inputs import check_pairs
 from llmlab.evaluation.metrics.lcs import Packed, lcs_length, pack, union_lcs_indices
+from llmlab.evaluation.metrics.lcs_batch import Sentences, fits, union_lcs_hits
 from llmlab.evaluation.metrics.ngram_match import clipped_matches, encode_tokens, layout
 from llmlab.evaluation.metrics.porter import porter_stem
 
@@ -112,22 +113,31 @@ def _f1(precision: float, recall: float) -> float:
     return 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
 
 
-def _score_ngrams(
-    preds: list[_Text], refs: list[list[_Text]], orders: set[int]
-) -> dict[int, list[list[RougeScore]]]:
+class _Chunk:
+    """Items scored together: their texts (outputs first, then each item's references) as token ids."""
+
+    def __init__(self, preds: list[_Text], refs: list[list[_Text]]) -> None:
+        self.preds, self.refs = preds, refs
+        self.texts = preds + [r for item_refs in refs for r in item_refs]
+        self.ids, self.lengths = encode_tokens([t.tokens for t in self.texts])
+        self.item, self.group, self.slots = layout(refs)
+
+    def sentences(self) -> Sentences:
+        """Every text's non-empty sentences as spans of `ids`."""
+        return Sentences.from_lengths([[len(s) for s in text.sentences] for text in self.texts])
+
+
+def _score_ngrams(chunk: _Chunk, orders: set[int]) -> dict[int, list[list[RougeScore]]]:
     """ROUGE-N for every n in `orders`, item and reference: result[n][item][ref].
 
-    Clipped n-gram matches for the whole corpus come from one sort (`ngram_match.py`); precision, recall and F1
+    Clipped n-gram matches for the whole chunk come from one sort (`ngram_match.py`); precision, recall and F1
     use the same float operations, in the same order, as rouge-score, so the values are bit-identical.
     """
-    texts = preds + [r for item_refs in refs for r in item_refs]
-    ids, lengths = encode_tokens([t.tokens for t in texts])
-    item, group, slots = layout(refs)
+    n_preds, lengths, item, group = len(chunk.preds), chunk.lengths, chunk.item, chunk.group
     matches = clipped_matches(
-        ids, lengths, np.asarray(item), np.asarray(group), len(preds), slots, max(orders)
+        chunk.ids, lengths, np.asarray(item), np.asarray(group), n_preds, chunk.slots, max(orders)
     )
-    n_preds = len(preds)
-    ref_len = np.zeros((slots, n_preds), dtype=np.int64)
+    ref_len = np.zeros((chunk.slots, n_preds), dtype=np.int64)
     ref_len[np.asarray(group[n_preds:]) - 1, item[n_preds:]] = lengths[n_preds:]
     result: dict[int, list[list[RougeScore]]] = {}
     for n in sorted(orders):
@@ -137,7 +147,9 @@ def _score_ngrams(
         total = precision + recall
         f1 = np.divide(2 * precision * recall, total, out=np.zeros_like(total), where=total > 0)
         table = np.stack([precision, recall, f1], axis=-1).transpose(1, 0, 2).tolist()  # (items, slots, 3)
-        result[n] = [[RougeScore(*x) for x in row[: len(r)]] for row, r in zip(table, refs, strict=True)]
+        result[n] = [
+            [RougeScore(*x) for x in row[: len(r)]] for row, r in zip(table, chunk.refs, strict=True)
+        ]
     return result
 
 
@@ -171,6 +183,31 @@ def _score_lsum(target: _Text, prediction: _Text) -> RougeScore:
     return RougeScore(precision, recall, _f1(precision, recall))
 
 
+def _score_lsum_chunk(chunk: _Chunk) -> list[list[RougeScore]]:
+    """ROUGE-Lsum of every item and reference: numpy over sentence pairs (`summary_lcs.py`), falling back to
+    `_score_lsum` for outputs with a sentence of more than 63 tokens."""
+    outputs = np.repeat(np.arange(len(chunk.preds)), [len(r) for r in chunk.refs])
+    targets = np.arange(len(chunk.preds), len(chunk.texts))
+    sentences = chunk.sentences()
+    fast = fits(sentences, outputs)
+    hits = np.zeros(len(targets), dtype=np.int64)
+    if fast.any():
+        hits[fast] = union_lcs_hits(chunk.ids, sentences, targets[fast], outputs[fast])
+    scores: list[list[RougeScore]] = [[] for _ in chunk.refs]
+    for target, pred, count, ok in zip(
+        targets.tolist(), outputs.tolist(), hits.tolist(), fast.tolist(), strict=True
+    ):
+        t, p = chunk.texts[target], chunk.texts[pred]
+        if not ok:
+            scores[pred].append(_score_lsum(t, p))
+        elif not t.tokens or not p.tokens:
+            scores[pred].append(_ZERO)
+        else:
+            precision, recall = count / len(p.tokens), count / len(t.tokens)
+            scores[pred].append(RougeScore(precision, recall, _f1(precision, recall)))
+    return scores
+
+
 def _best(scores: list[RougeScore]) -> RougeScore:
     """The score with the highest F1, the first on ties (numpy.argmax in rouge-score's `score_multi`)."""
     if len(scores) == 1:
@@ -189,22 +226,21 @@ _CHUNK = 512
 def _score_chunk(
     predictions: Sequence[str], references: Sequence[Sequence[str]], types: tuple[str, ...], stem: bool
 ) -> list[dict[str, RougeScore]]:
-    preds = [_prepare(p, stem) for p in predictions]
-    refs = [[_prepare(r, stem) for r in item] for item in references]
+    chunk = _Chunk(
+        [_prepare(p, stem) for p in predictions], [[_prepare(r, stem) for r in rs] for rs in references]
+    )
     orders = {int(t[5:]) for t in types if t not in ("rougeL", "rougeLsum")}
-    ngram = _score_ngrams(preds, refs, orders) if orders else {}
-    results: list[dict[str, RougeScore]] = []
-    for i, (pred, item_refs) in enumerate(zip(preds, refs, strict=True)):
-        scores: dict[str, RougeScore] = {}
-        for t in types:
-            if t == "rougeL":
-                scores[t] = _best([_score_lcs(r, pred) for r in item_refs])
-            elif t == "rougeLsum":
-                scores[t] = _best([_score_lsum(r, pred) for r in item_refs])
-            else:
-                scores[t] = _best(ngram[int(t[5:])][i])
-        results.append(scores)
-    return results
+    per_type: dict[str, list[list[RougeScore]]] = {}
+    if orders:
+        ngram = _score_ngrams(chunk, orders)
+        per_type.update({t: ngram[int(t[5:])] for t in types if t not in ("rougeL", "rougeLsum")})
+    if "rougeL" in types:
+        per_type["rougeL"] = [
+            [_score_lcs(r, p) for r in rs] for p, rs in zip(chunk.preds, chunk.refs, strict=True)
+        ]
+    if "rougeLsum" in types:
+        per_type["rougeLsum"] = _score_lsum_chunk(chunk)
+    return [{t: _best(per_type[t][i]) for t in types} for i in range(len(chunk.preds))]
 
 
 def rouge(
