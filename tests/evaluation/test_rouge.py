@@ -66,8 +66,18 @@ def test_long_sentences_match_rouge_score(monkeypatch: pytest.MonkeyPatch) -> No
     def sentence(n: int) -> str:
         return " ".join(rng.choice(words) for _ in range(n)) + "."
 
-    preds = [sentence(70) + "\n" + sentence(5), sentence(12), sentence(64), sentence(63) + "\n" + sentence(9)] * 2
-    refs = [[sentence(66) + "\n" + sentence(8)], [sentence(80)], [sentence(20), sentence(64)], [sentence(63)]] * 2
+    preds = [
+        sentence(70) + "\n" + sentence(5),
+        sentence(12),
+        sentence(64),
+        sentence(63) + "\n" + sentence(9),
+    ] * 2
+    refs = [
+        [sentence(66) + "\n" + sentence(8)],
+        [sentence(80)],
+        [sentence(20), sentence(64)],
+        [sentence(63)],
+    ] * 2
     for stem in (False, True):
         for p, rs, o in zip(preds, refs, rouge(preds, refs, TYPES, stem), strict=True):
             assert_same(o, reference_scores(p, rs, stem))
