@@ -12,7 +12,8 @@ Metrics, per prompt style (same retrieval, same decoding settings):
 - citation (page): the first source shown (attributed by embedding, llmlab/rag/citations.py) is one of the
   question's pages; citation (chunk): a source shown holds the evidence itself.
 - not-found: the share of unanswerable questions answered with the fixed NOT_FOUND phrase; false refusals:
-  the share of answerable questions answered that way.
+  the share of answerable questions answered that way. no source: the share of answers (not NOT_FOUND)
+  that no passage supports, which the CLI flags under the answer.
 - retrieval@k: the share of answerable questions whose evidence is in a retrieved chunk (an upper bound for
   the generator).
 EM and F1 are llmlab.evaluation.metrics' (parity-tested against the official SQuAD v1.1 script).
@@ -80,6 +81,7 @@ def score(item: dict[str, Any], answer: Any) -> dict[str, Any]:
     row: dict[str, Any] = {"id": item["id"], "answer": answer.text, "not_found": answer.not_found}
     row["sources"] = [Path(s.hit.chunk.source).name for s in answer.sources]
     row["words"] = len(text.split())
+    row["unsupported"] = not answer.not_found and not answer.sources
     if item["answer"] is None:
         return row
     references = [item["answer"], *item.get("aliases", [])]
@@ -98,6 +100,10 @@ def mean(rows: list[dict[str, Any]], key: str) -> float:
     return sum(values) / len(values) if values else float("nan")
 
 
+def share(rows: list[dict[str, Any]], key: str) -> float:
+    return sum(bool(r[key]) for r in rows) / len(rows) if rows else float("nan")
+
+
 def summarize(rows: list[dict[str, Any]]) -> dict[str, float]:
     answerable = [r for r in rows if "em" in r]
     unanswerable = [r for r in rows if "em" not in r]
@@ -107,8 +113,10 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, float]:
         "contains answer": mean(answerable, "contains"),
         "citation (page)": mean(answerable, "cite_page"),
         "citation (chunk)": mean(answerable, "cite_chunk"),
-        "not-found (unanswerable)": sum(r["not_found"] for r in unanswerable) / max(len(unanswerable), 1),
-        "false refusals": sum(r["not_found"] for r in answerable) / max(len(answerable), 1),
+        "not-found (unanswerable)": share(unanswerable, "not_found"),
+        "no source (unanswerable)": share(unanswerable, "unsupported"),
+        "false refusals": share(answerable, "not_found"),
+        "no source (answerable)": share(answerable, "unsupported"),
         "retrieval@k": mean(answerable, "retrieved"),
         "words per answer": mean(rows, "words"),
         "seconds per answer": mean(rows, "seconds"),
@@ -138,7 +146,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         for n, item in enumerate(items, start=1):
             hits = store.search(item["question"], mode="hybrid", top_k=args.top_k)
             for prompt in args.prompts:
-                answerer = Answerer(store, engine, AnswerConfig(top_k=args.top_k, prompt=prompt), generation)
+                config = AnswerConfig(top_k=args.top_k, prompt=prompt, min_relevance=args.min_relevance)
+                answerer = Answerer(store, engine, config, generation)
                 start = time.perf_counter()
                 answer = answerer.stream(item["question"], hits=hits).result()
                 row = score(item, answer) | {"seconds": time.perf_counter() - start}
@@ -177,7 +186,8 @@ def main() -> int:
     parser.add_argument("--docs", default=str(ROOT / "docs"), help="the guide's folder")
     parser.add_argument("--model", default="smollm2-135m-instruct")
     parser.add_argument("--prompts", default="zero-shot,few-shot", help="comma-separated prompt styles")
-    parser.add_argument("--top-k", type=int, default=4, help="chunks in the prompt")
+    parser.add_argument("--top-k", type=int, default=3, help="chunks in the prompt (AnswerConfig's default)")
+    parser.add_argument("--min-relevance", type=float, default=0.0, help="the relevance gate (0: off)")
     parser.add_argument("--limit", type=int, default=0, help="only the first N questions")
     parser.add_argument("--verbose", action="store_true", help="print every answer")
     parser.add_argument("--json", help="also write every answer and the summary to this file")

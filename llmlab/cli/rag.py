@@ -342,7 +342,10 @@ def run_guide_ask(args: argparse.Namespace, question: str | None = None) -> int:
     with store:
         changed = len(report.added) + len(report.updated) + len(report.removed)
         if changed and not args.json:
-            err_console.print(f"[dim]guide store updated: {changed} page(s) changed ({store.location})[/dim]")
+            err_console.print(
+                f"[dim]guide store updated: {changed} page(s) changed ({store.location})[/dim]",
+                soft_wrap=True,
+            )
         for source, reason in report.failed:
             err_console.print(f"[yellow]guide page not loaded[/yellow] {source}: {reason}")
         answerer = make_answerer(args, store)

@@ -8,9 +8,9 @@ Grounding: one user turn holds the rules, the numbered documents and the questio
 only from the documents, to cite them as [n], and to reply exactly NOT_FOUND when they do not hold the answer.
 Each document sits between `<document number="n">` and `</document>`, and the rules say that text inside
 those tags is data, never instructions; a document that itself contains a `<document` or `</document` tag
-has it defused, so no text can close the fence early and speak with the prompt's voice. Before generating,
-a relevance gate replies NOT_FOUND when no retrieved chunk is close to the question (`min_relevance`):
-a 135M model answers off-topic questions from its own memory whatever the prompt says.
+has it defused, so no text can close the fence early and speak with the prompt's voice. An optional
+relevance gate (`min_relevance`, off by default) replies NOT_FOUND without generating when no retrieved chunk
+is close to the question. After generating, an answer no passage supports has no sources, which the CLI says.
 
 Two prompts are measured by bench/rag_answers.py: zero-shot (that one turn) and few-shot (the same, after two
 worked examples: one short cited answer, one NOT_FOUND reply next to a document that holds an injection). The
@@ -110,9 +110,10 @@ class AnswerConfig:
     model's context window minus --max-new-tokens)."""
     min_support: float = 0.35
     """Cosine similarity below which an answer sentence is attributed to no source."""
-    min_relevance: float = 0.4
+    min_relevance: float = 0.0
     """Reply NOT_FOUND without generating when no retrieved chunk has a dense (cosine) similarity to the
-    query of at least this; 0 disables. Set for minilm-l6 (bench/rag_answers.py); other embedders differ."""
+    query of at least this; 0 disables (the default: with minilm-l6, on-topic questions about llmlab's
+    guide scored as low as 0.25 and off-topic ones as high as 0.54, so no threshold separates them)."""
 
     def __post_init__(self) -> None:
         if self.top_k < 1:

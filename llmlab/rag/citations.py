@@ -40,6 +40,7 @@ _NOT_FOUND_FORMS = (
     "not in the documents",
 )
 _WORD = re.compile(r"\w+")
+_BLOCK_START = re.compile(r"(?:[-*+]|\d+[.)])\s|[|#]|```")
 
 Embed = Callable[[Sequence[str]], np.ndarray]
 
@@ -91,14 +92,30 @@ def is_not_found(text: str) -> bool:
     return any(form in norm for form in _NOT_FOUND_FORMS)
 
 
+def _logical_lines(text: str) -> list[str]:
+    """Lines with hard-wrapped prose joined: a line continues the previous one unless either is blank, or it
+    starts a list item, table row, heading or code fence (Markdown wraps paragraphs at a fixed width)."""
+    out: list[str] = []
+    joinable = False
+    for raw in text.splitlines():
+        line = raw.strip()
+        starts_block = bool(_BLOCK_START.match(line))
+        if line and joinable and not starts_block:
+            out[-1] += " " + line
+        else:
+            out.append(line)
+        joinable = bool(line) and not line.startswith(("|", "#", "```"))
+    return out
+
+
 def split_sentences(text: str) -> list[str]:
-    """Sentences of prose, one per line for list items; markdown bullets and empty pieces removed.
+    """Sentences of prose, one per item for lists and table rows; markdown bullets and empty pieces removed.
 
     Sentences end at `.`, `!` or `?` followed by space and a capital letter or digit, so "e.g. this" and
     "file.md" stay whole."""
     sentences: list[str] = []
-    for line in text.splitlines():
-        line = re.sub(r"^\s*(?:[-*+]|\d+[.)])\s+", "", line).strip()
+    for line in _logical_lines(text):
+        line = re.sub(r"^(?:[-*+]|\d+[.)])\s+", "", line).strip()
         if not line or line.startswith("```"):
             continue
         sentences += [s.strip() for s in _SENTENCE_END.split(line) if s.strip()]

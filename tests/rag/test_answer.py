@@ -141,20 +141,23 @@ def test_not_found_reply_has_no_sources(tiny_tok, kb):
 
 def test_unsupported_answer_has_no_sources(tiny_tok, kb):
     engine = FakeEngine(tiny_tok, ["Paris is the capital of France [1]."])
-    answer = Answerer(kb, engine, AnswerConfig(min_relevance=0.0)).answer("What is the capital of France?")
+    answer = Answerer(kb, engine).answer("What is the capital of France?")
     assert not answer.not_found and not answer.gated and answer.sources == []
     assert answer.attributions[0].block is None and answer.attributions[0].cited == [1]
 
 
 def test_relevance_gate_answers_not_found_without_generating(tiny_tok, kb):
     """The question has no keyword, so its vector is the constant axis e; the closest chunks (bakery.md and
-    trains.md, 2 + 1 + 1 keyword counts) have cosine 0.2 / sqrt(2^2 + 1 + 1 + 0.2^2) = 0.081 < 0.4."""
+    trains.md, 2 + 1 + 1 keyword counts) have cosine 0.2 / sqrt(2^2 + 1 + 1 + 0.2^2) = 0.081 < 0.3."""
     engine = FakeEngine(tiny_tok, [])
-    answer = Answerer(kb, engine).answer("What is the capital of France?")
+    gate = AnswerConfig(min_relevance=0.3)
+    answer = Answerer(kb, engine, gate).answer("What is the capital of France?")
     assert answer.gated and answer.not_found and answer.text == NOT_FOUND and engine.prompts == []
     assert answer.relevance == pytest.approx(0.2 / np.sqrt(6.04), rel=1e-5)
     assert answer.to_dict()["gated"] is True
-    passes = Answerer(kb, FakeEngine(tiny_tok, ["In the oven [1]."])).answer("How long does bread bake?")
+    passes = Answerer(kb, FakeEngine(tiny_tok, ["In the oven [1]."]), gate).answer(
+        "How long does bread bake?"
+    )
     assert not passes.gated and passes.relevance == pytest.approx(
         2.04 / (np.sqrt(1.04) * np.sqrt(6.04)), rel=1e-5
     )

@@ -55,6 +55,19 @@ def test_not_found_detection(text, expected):
     assert is_not_found(text) is expected
 
 
+def test_split_sentences_joins_hard_wrapped_prose():
+    text = "Pages without text\n(scans) give a warning. OCR is\nnot supported.\n\n| a | b |\n| 1 | 2 |\n- one\n  more\n# Title\nBody."
+    assert split_sentences(text) == [
+        "Pages without text (scans) give a warning.",
+        "OCR is not supported.",
+        "| a | b |",
+        "| 1 | 2 |",
+        "one more",
+        "# Title",
+        "Body.",
+    ]
+
+
 def test_split_sentences():
     text = (
         "The store keeps chunks, e.g. text. It uses file.md too! Really?\n- First item\n2. Second item\n```\n"
