@@ -9,7 +9,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-DEMO_QUESTION = "How do I stream a chat answer?"
+DEMO_QUESTION = "Which environment variable changes the GGUF cache folder?"
+"""A question the guide answers in one place (docs/models.md), which SmolLM2-135M answers correctly."""
 
 
 def register(subparsers: Any) -> None:

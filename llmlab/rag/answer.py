@@ -135,7 +135,8 @@ def answer_generation(**overrides: Any) -> GenerationConfig:
 
 
 def source_label(chunk: Chunk, root: str | Path | None = None) -> str:
-    """Where a chunk comes from, for people: `file.pdf, page 3`, `URL › Heading`, `guide.md › Install`.
+    """Where a chunk comes from, for people: `file.pdf, page 3`, `URL › Heading`, `guide.md › Install`
+    (the page title, when it heads the path, is left out).
 
     Paths under `root` are shown relative to it."""
     where = chunk.source
@@ -144,8 +145,11 @@ def source_label(chunk: Chunk, root: str | Path | None = None) -> str:
             where = str(Path(where).relative_to(root))
     if chunk.page is not None:
         where += f", page {chunk.page}"
-    if chunk.heading_path:
-        where += " › " + " › ".join(chunk.heading_path)
+    headings = chunk.heading_path
+    if len(headings) > 1 and headings[0] == chunk.title:  # a page's own title adds nothing to its path
+        headings = headings[1:]
+    if headings:
+        where += " › " + " › ".join(headings)
     return where
 
 

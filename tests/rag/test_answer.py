@@ -188,6 +188,12 @@ def test_answer_config_errors():
 def test_source_labels():
     pdf = Chunk("x", "/docs/report.pdf", "pdf", 0, page=3)
     web = Chunk("x", "https://example.org/guide", "web", 0, heading_path=("Install", "Linux"))
+    page = Chunk("x", "/docs/guide.md", "markdown", 0, heading_path=("Guide", "Setup"), title="Guide")
+    assert source_label(page, "/docs") == "guide.md › Setup"
+    assert (
+        source_label(Chunk("x", "/d/g.md", "markdown", 0, heading_path=("Guide",), title="Guide"))
+        == "/d/g.md › Guide"
+    )
     assert source_label(pdf, "/docs") == "report.pdf, page 3"
     assert source_label(pdf, "/elsewhere") == "/docs/report.pdf, page 3"
     assert source_label(web, "/docs") == "https://example.org/guide › Install › Linux"
