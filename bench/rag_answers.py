@@ -14,6 +14,8 @@ Metrics, per prompt style (same retrieval, same decoding settings):
 - not-found: the share of unanswerable questions answered with the fixed NOT_FOUND phrase; false refusals:
   the share of answerable questions answered that way. no source: the share of answers (not NOT_FOUND)
   that no passage supports, which the CLI flags under the answer.
+- overall correct: answerable questions whose reply contains the answer plus unanswerable ones answered
+  NOT_FOUND, over all questions (the one number the default prompt is chosen by).
 - retrieval@k: the share of answerable questions whose evidence is in a retrieved chunk (an upper bound for
   the generator).
 EM and F1 are llmlab.evaluation.metrics' (parity-tested against the official SQuAD v1.1 script).
@@ -107,7 +109,9 @@ def share(rows: list[dict[str, Any]], key: str) -> float:
 def summarize(rows: list[dict[str, Any]]) -> dict[str, float]:
     answerable = [r for r in rows if "em" in r]
     unanswerable = [r for r in rows if "em" not in r]
+    correct = sum(r["contains"] for r in answerable) + sum(r["not_found"] for r in unanswerable)
     return {
+        "overall correct": correct / len(rows) if rows else float("nan"),
         "exact match": mean(answerable, "em"),
         "token F1": mean(answerable, "f1"),
         "contains answer": mean(answerable, "contains"),

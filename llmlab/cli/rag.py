@@ -184,7 +184,7 @@ def print_ingest_report(report: IngestReport, location: str) -> None:
     ]
     rows.append(["warnings", len(report.warnings)])
     print_table(
-        f"{location}: {report.chunks} chunks written in {report.seconds:.1f} s", ["", "sources"], rows
+        f"{location}: {report.chunks} chunks written in {report.seconds:.1f} s", ["status", "sources"], rows
     )
     for title, items in (
         ("failed", report.failed),

@@ -85,11 +85,13 @@ def _normalize(text: str) -> str:
 
 
 def is_not_found(text: str) -> bool:
-    """True when the answer says the documents do not hold the answer (the fixed phrase or a close form)."""
+    """True when the answer says the documents do not hold the answer: the fixed phrase, a close form, or a
+    reply that ends in "I don't know"."""
     norm = _normalize(strip_citations(text))
     if not norm:
         return True
-    return any(form in norm for form in _NOT_FOUND_FORMS)
+    bare = norm.rstrip(" .!")
+    return any(form in norm for form in _NOT_FOUND_FORMS) or bare.endswith(("i don't know", "i do not know"))
 
 
 def _logical_lines(text: str) -> list[str]:
@@ -123,9 +125,11 @@ def split_sentences(text: str) -> list[str]:
 
 
 def passages(text: str, min_words: int = 3) -> list[str]:
-    """The pieces of a chunk that a sentence can be matched against: its sentences, lines of at least
-    `min_words` words, or the whole text when nothing qualifies (a one-line chunk)."""
-    pieces = [s for s in split_sentences(text) if len(_WORD.findall(s)) >= min_words]
+    """The pieces of a chunk that a sentence can be matched against: its sentences and list items of at
+    least `min_words` words (headings left out), or the whole text when nothing qualifies."""
+    pieces = [
+        s for s in split_sentences(text) if len(_WORD.findall(s)) >= min_words and not s.startswith("#")
+    ]
     return pieces or [" ".join(text.split())]
 
 

@@ -61,7 +61,7 @@ def test_ingest_report_json_and_table(capsys, kb):
     ]
     code, out, _ = run(capsys, "rag", "ingest", "docs", "--store", "kb", "--exclude", "empty.md")
     assert code == 0
-    assert "│ unchanged │       3 │" in out and "│ failed    │       0 │" in out
+    assert "│ unchanged │       3 │" in out and "│ failed    │       0 │" in out and "status" in out
     assert "skipped docs/logo.png: unsupported extension '.png'" in out
 
 

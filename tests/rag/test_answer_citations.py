@@ -12,6 +12,7 @@ from llmlab.rag.citations import (
     attribute,
     is_not_found,
     parse_citations,
+    passages,
     sources_from,
     split_sentences,
     strip_citations,
@@ -47,6 +48,7 @@ def test_parse_and_validate_citations():
         ("That is not in the documents [1].", True),
         ("", True),
         ("[1]", True),  # nothing but a citation
+        ("The answer is: I don't know.", True),
         ("I don't know much, but the garden opens at 9 [1].", False),
         ("The garden opens at 9 am [1].", False),
     ],
@@ -66,6 +68,14 @@ def test_split_sentences_joins_hard_wrapped_prose():
         "# Title",
         "Body.",
     ]
+
+
+def test_passages_leave_out_headings_and_short_pieces():
+    assert passages("# Descaling a kettle\n\nBoil vinegar and water. Rinse.\n- use citric acid") == [
+        "Boil vinegar and water.",
+        "use citric acid",
+    ]
+    assert passages("# Only a heading here") == ["# Only a heading here"]  # nothing else: the whole text
 
 
 def test_split_sentences():
