@@ -14,11 +14,21 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from llmlab.cli.args import add_config_arguments, build_config
-from llmlab.cli.output import console, err_console, print_json, print_table, write_stream
+from llmlab.cli.output import err_console, print_json, print_table, write_stream
+from llmlab.cli.rag_output import (
+    IngestBar,
+    display_path,
+    hit_json,
+    ingest_report_dict,
+    print_context,
+    print_hits,
+    print_ingest_report,
+    print_sources,
+    trimmed,
+)
 
 if TYPE_CHECKING:
     from llmlab.rag.answer import Answer, Answerer, AnswerStream
-    from llmlab.rag.ingest import IngestReport
     from llmlab.rag.store import Store
 
 DEFAULT_STORE = "default"
@@ -133,76 +143,6 @@ def _register_search(sub: Any) -> None:
 # ingest -----------------------------------------------------------------------------------------------------
 
 
-class _IngestBar:
-    """A rich progress bar on stderr, fed by ingest's progress callback."""
-
-    def __init__(self) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        self.progress = Progress(
-            TextColumn("ingesting"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TextColumn("[dim]{task.description}"),
-            console=err_console,
-            transient=True,
-        )
-        self.task = self.progress.add_task("", total=None)
-
-    def __call__(self, event: Any) -> None:
-        name = Path(event.source).name or event.source
-        self.progress.update(self.task, completed=event.done, total=event.total, description=name)
-
-    def __enter__(self) -> _IngestBar:
-        self.progress.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.progress.stop()
-
-
-def ingest_report_dict(report: IngestReport) -> dict[str, Any]:
-    return {
-        "added": report.added,
-        "updated": report.updated,
-        "unchanged": report.unchanged,
-        "removed": report.removed,
-        "failed": [{"source": s, "reason": r} for s, r in report.failed],
-        "skipped": [{"source": s, "reason": r} for s, r in report.skipped],
-        "warnings": [{"source": s, "warning": w} for s, w in report.warnings],
-        "chunks": report.chunks,
-        "seconds": round(report.seconds, 3),
-    }
-
-
-def print_ingest_report(report: IngestReport, location: str) -> None:
-    """The summary table, then each failure, skipped file and document warning with its reason."""
-    rows = [
-        [status, len(getattr(report, status))]
-        for status in ("added", "updated", "unchanged", "removed", "failed", "skipped")
-    ]
-    rows.append(["warnings", len(report.warnings)])
-    print_table(
-        f"{location}: {report.chunks} chunks written in {report.seconds:.1f} s", ["status", "sources"], rows
-    )
-    for title, items in (
-        ("failed", report.failed),
-        ("skipped", report.skipped),
-        ("warning", report.warnings),
-    ):
-        for source, reason in items:
-            console.print(f"[bold]{title}[/bold] {_display_path(source)}: {_own_reason(source, reason)}")
-
-
-def _own_reason(source: str, reason: str) -> str:
-    """The reason without the `path: ` that loaders put in front (the source is printed already)."""
-    head, sep, rest = reason.partition(": ")
-    if sep and (head == source or Path(head).expanduser().absolute() == Path(source)):
-        return rest
-    return reason
-
-
 def run_ingest(args: argparse.Namespace) -> int:
     from llmlab.rag.ingest import IngestConfig
     from llmlab.rag.store import Store
@@ -213,7 +153,7 @@ def run_ingest(args: argparse.Namespace) -> int:
         if quiet:
             report = store.ingest(args.sources, config=config)
         else:
-            with _IngestBar() as bar:
+            with IngestBar() as bar:
                 report = store.ingest(args.sources, config=config, progress=bar)
         location = store.location
     if args.json:
@@ -224,19 +164,6 @@ def run_ingest(args: argparse.Namespace) -> int:
 
 
 # answering --------------------------------------------------------------------------------------------------
-
-
-def _display_path(source: str, root: Path | None = None) -> str:
-    """A source as shown: URLs whole, paths relative to `root` or the working folder when under it."""
-    if source.startswith(("http://", "https://")):
-        return source
-    for base in (root, Path.cwd()):
-        if base is not None:
-            try:
-                return str(Path(source).relative_to(base))
-            except ValueError:
-                continue
-    return source
 
 
 def _load_engine(args: argparse.Namespace) -> Any:
@@ -255,55 +182,6 @@ def make_answerer(args: argparse.Namespace, store: Store) -> Answerer:
     return Answerer(store, _load_engine(args), config, generation)
 
 
-def print_context(stream: AnswerStream, root: Path | None) -> None:
-    from llmlab.rag.answer import source_label
-
-    for n, hit in enumerate(stream.prompt.hits, start=1):
-        label = source_label(hit.chunk, root) if root else _display_path(source_label(hit.chunk))
-        console.print(f"[bold]context [{n}][/bold] {label}  [dim](score {hit.score:.4g})[/dim]")
-        console.print(hit.chunk.text.strip(), markup=False)
-        console.print()
-    if stream.prompt.dropped:
-        err_console.print(
-            f"[dim]{len(stream.prompt.dropped)} lower-ranked chunk(s) dropped to fit the prompt[/dim]"
-        )
-
-
-def print_sources(answer: Answer, root: Path | None) -> None:
-    """The numbered sources under a streamed answer, each with its location and supporting snippet."""
-    from llmlab.rag.answer import source_label
-
-    if answer.invalid_citations:
-        numbers = ", ".join(f"[{n}]" for n in answer.invalid_citations)
-        err_console.print(
-            f"[dim]ignored citation(s) {numbers}: only {len(answer.hits)} context block(s)[/dim]"
-        )
-    if answer.gated:
-        err_console.print(
-            f"[dim]no retrieved chunk is close to the question (best similarity {answer.relevance:.2f}, "
-            "under --min-relevance); the model was not asked[/dim]",
-            soft_wrap=True,
-        )
-    if answer.not_found:
-        return
-    if not answer.sources:
-        console.print(
-            "[yellow]No passage in the documents supports this answer; treat it with care.[/yellow]"
-        )
-        return
-    console.print("[bold]Sources[/bold]")
-    for source in answer.sources:
-        chunk = source.hit.chunk
-        label = source_label(chunk, root) if root else _display_path(source_label(chunk))
-        console.print(f" [bold][{source.block}][/bold] {label}", markup=True, highlight=False)
-        console.print(f'     "{_shorten(source.snippet, 220)}"', markup=False, style="dim")
-
-
-def _shorten(text: str, width: int) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= width else text[: width - 1].rstrip() + "…"
-
-
 def stream_answer(stream: AnswerStream, args: argparse.Namespace, root: Path | None) -> Answer:
     """Print one answer as the CLI does: context (--show-context), streamed text, sources; or JSON."""
     if args.json:
@@ -312,7 +190,7 @@ def stream_answer(stream: AnswerStream, args: argparse.Namespace, root: Path | N
         return answer
     if getattr(args, "show_context", False):
         print_context(stream, root)
-    for piece in stream:
+    for piece in trimmed(stream):
         write_stream(piece)
     write_stream("\n\n")
     assert stream.answer is not None
@@ -337,7 +215,7 @@ def run_guide_ask(args: argparse.Namespace, question: str | None = None) -> int:
     if args.json or not sys.stderr.isatty():
         store, report = open_guide()
     else:
-        with _IngestBar() as bar:
+        with IngestBar() as bar:
             store, report = open_guide(progress=bar)
     with store:
         changed = len(report.added) + len(report.updated) + len(report.removed)
@@ -405,51 +283,10 @@ def run_search(args: argparse.Namespace) -> int:
     with Store.open(args.store) as store:
         hits = store.search(args.query, config=config)
     if args.json:
-        print_json([_hit_json(h) for h in hits])
+        print_json([hit_json(h) for h in hits])
         return 0
-    _print_hits(hits, config.mode)
+    print_hits(hits, config.mode)
     return 0
-
-
-def _print_hits(hits: list[Any], mode: str) -> None:
-    """A table: rank, score (and each mode's rank, for hybrid), source (never wrapped), the chunk's text."""
-    from rich.table import Table
-
-    from llmlab.rag.answer import source_label
-
-    table = Table(title=f"{len(hits)} result(s), mode {mode}", title_justify="left")
-    table.add_column("#", justify="right")
-    table.add_column("score", justify="right")
-    table.add_column("source", no_wrap=True)
-    table.add_column("text", ratio=1)
-    for h in hits:
-        score = f"{h.score:.4g}"
-        if mode == "hybrid":
-            score += "\n" + _scores_text(h.scores)
-        table.add_row(str(h.rank), score, _display_path(source_label(h.chunk)), _shorten(h.chunk.text, 160))
-    console.print(table)
-
-
-def _scores_text(scores: dict[str, float]) -> str:
-    """`bm25 #2 dense #1`: where the chunk ranked in each mode that hybrid search fused."""
-    parts = [
-        f"{name} #{int(scores[name + '_rank'])}" for name in ("bm25", "dense") if name + "_rank" in scores
-    ]
-    return " ".join(parts)
-
-
-def _hit_json(hit: Any) -> dict[str, Any]:
-    c = hit.chunk
-    return {
-        "rank": hit.rank,
-        "score": hit.score,
-        "scores": hit.scores,
-        "source": c.source,
-        "source_type": c.source_type,
-        "page": c.page,
-        "heading_path": list(c.heading_path),
-        "text": c.text,
-    }
 
 
 def run_list(args: argparse.Namespace) -> int:
@@ -464,7 +301,7 @@ def run_list(args: argparse.Namespace) -> int:
             print_json({"store": location, "documents": sources})
         else:
             print_table(
-                f"{location}: {len(sources)} document(s)", ["source"], [[_display_path(s)] for s in sources]
+                f"{location}: {len(sources)} document(s)", ["source"], [[display_path(s)] for s in sources]
             )
         return 0
     folder = llmlab_home() / "stores"

@@ -1,0 +1,202 @@
+"""What the `llmlab rag` verbs print: the ingest progress bar and report, context blocks, sources under an
+answer, search results. Everything goes to stdout except progress and notes (stderr)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from llmlab.cli.output import console, err_console, print_table
+
+if TYPE_CHECKING:
+    from llmlab.rag.answer import Answer, AnswerStream
+    from llmlab.rag.ingest import IngestReport
+
+
+class IngestBar:
+    """A rich progress bar on stderr, fed by ingest's progress callback."""
+
+    def __init__(self) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.progress = Progress(
+            TextColumn("ingesting"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("[dim]{task.description}"),
+            console=err_console,
+            transient=True,
+        )
+        self.task = self.progress.add_task("", total=None)
+
+    def __call__(self, event: Any) -> None:
+        name = Path(event.source).name or event.source
+        self.progress.update(self.task, completed=event.done, total=event.total, description=name)
+
+    def __enter__(self) -> IngestBar:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+
+def ingest_report_dict(report: IngestReport) -> dict[str, Any]:
+    return {
+        "added": report.added,
+        "updated": report.updated,
+        "unchanged": report.unchanged,
+        "removed": report.removed,
+        "failed": [{"source": s, "reason": r} for s, r in report.failed],
+        "skipped": [{"source": s, "reason": r} for s, r in report.skipped],
+        "warnings": [{"source": s, "warning": w} for s, w in report.warnings],
+        "chunks": report.chunks,
+        "seconds": round(report.seconds, 3),
+    }
+
+
+def print_ingest_report(report: IngestReport, location: str) -> None:
+    """The summary table, then each failure, skipped file and document warning with its reason."""
+    rows = [
+        [status, len(getattr(report, status))]
+        for status in ("added", "updated", "unchanged", "removed", "failed", "skipped")
+    ]
+    rows.append(["warnings", len(report.warnings)])
+    print_table(
+        f"{location}: {report.chunks} chunks written in {report.seconds:.1f} s", ["status", "sources"], rows
+    )
+    for title, items in (
+        ("failed", report.failed),
+        ("skipped", report.skipped),
+        ("warning", report.warnings),
+    ):
+        for source, reason in items:
+            console.print(f"[bold]{title}[/bold] {display_path(source)}: {_own_reason(source, reason)}")
+
+
+def _own_reason(source: str, reason: str) -> str:
+    """The reason without the `path: ` that loaders put in front (the source is printed already)."""
+    head, sep, rest = reason.partition(": ")
+    if sep and (head == source or Path(head).expanduser().absolute() == Path(source)):
+        return rest
+    return reason
+
+
+def display_path(source: str, root: Path | None = None) -> str:
+    """A source as shown: URLs whole, paths relative to `root` or the working folder when under it."""
+    if source.startswith(("http://", "https://")):
+        return source
+    for base in (root, Path.cwd()):
+        if base is not None:
+            try:
+                return str(Path(source).relative_to(base))
+            except ValueError:
+                continue
+    return source
+
+
+def print_context(stream: AnswerStream, root: Path | None) -> None:
+    from llmlab.rag.answer import source_label
+
+    for n, hit in enumerate(stream.prompt.hits, start=1):
+        label = source_label(hit.chunk, root) if root else display_path(source_label(hit.chunk))
+        console.print(f"[bold]context [{n}][/bold] {label}  [dim](score {hit.score:.4g})[/dim]")
+        console.print(hit.chunk.text.strip(), markup=False)
+        console.print()
+    if stream.prompt.dropped:
+        err_console.print(
+            f"[dim]{len(stream.prompt.dropped)} lower-ranked chunk(s) dropped to fit the prompt[/dim]"
+        )
+
+
+def print_sources(answer: Answer, root: Path | None) -> None:
+    """The numbered sources under a streamed answer, each with its location and supporting snippet."""
+    from llmlab.rag.answer import source_label
+
+    if answer.invalid_citations:
+        numbers = ", ".join(f"[{n}]" for n in answer.invalid_citations)
+        err_console.print(
+            f"[dim]ignored citation(s) {numbers}: only {len(answer.hits)} context block(s)[/dim]"
+        )
+    if answer.gated:
+        err_console.print(
+            f"[dim]no retrieved chunk is close to the question (best similarity {answer.relevance:.2f}, "
+            "under --min-relevance); the model was not asked[/dim]",
+            soft_wrap=True,
+        )
+    if answer.not_found:
+        return
+    if not answer.sources:
+        console.print(
+            "[yellow]No passage in the documents supports this answer; treat it with care.[/yellow]"
+        )
+        return
+    console.print("[bold]Sources[/bold]")
+    for source in answer.sources:
+        chunk = source.hit.chunk
+        label = source_label(chunk, root) if root else display_path(source_label(chunk))
+        console.print(f" [bold][{source.block}][/bold] {label}", markup=True, highlight=False)
+        console.print(f'     "{shorten(source.snippet, 220)}"', markup=False, style="dim")
+
+
+def shorten(text: str, width: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1].rstrip() + "…"
+
+
+def trimmed(pieces: Iterable[str]) -> Iterator[str]:
+    """The pieces without leading or trailing whitespace (the Answer's text is stripped too): whitespace is
+    held back until more text follows it."""
+    held, started = "", False
+    for piece in pieces:
+        if not started:
+            piece = piece.lstrip()
+            started = bool(piece)
+        text = held + piece
+        body = text.rstrip()
+        held = text[len(body) :]
+        if body:
+            yield body
+
+
+def print_hits(hits: list[Any], mode: str) -> None:
+    """A table: rank, score (and each mode's rank, for hybrid), source (never wrapped), the chunk's text."""
+    from rich.table import Table
+
+    from llmlab.rag.answer import source_label
+
+    table = Table(title=f"{len(hits)} result(s), mode {mode}", title_justify="left")
+    table.add_column("#", justify="right")
+    table.add_column("score", justify="right")
+    table.add_column("source", no_wrap=True)
+    table.add_column("text", ratio=1)
+    for h in hits:
+        score = f"{h.score:.4g}"
+        if mode == "hybrid":
+            score += "\n" + _scores_text(h.scores)
+        table.add_row(str(h.rank), score, display_path(source_label(h.chunk)), shorten(h.chunk.text, 160))
+    console.print(table)
+
+
+def _scores_text(scores: dict[str, float]) -> str:
+    """`bm25 #2 dense #1`: where the chunk ranked in each mode that hybrid search fused."""
+    parts = [
+        f"{name} #{int(scores[name + '_rank'])}" for name in ("bm25", "dense") if name + "_rank" in scores
+    ]
+    return " ".join(parts)
+
+
+def hit_json(hit: Any) -> dict[str, Any]:
+    c = hit.chunk
+    return {
+        "rank": hit.rank,
+        "score": hit.score,
+        "scores": hit.scores,
+        "source": c.source,
+        "source_type": c.source_type,
+        "page": c.page,
+        "heading_path": list(c.heading_path),
+        "text": c.text,
+    }
