@@ -393,12 +393,24 @@ class Answerer:
         return self.store.search(query, mode=self.config.mode, top_k=self.config.top_k)
 
     def stream(
-        self, question: str, *, query: str | None = None, hits: Sequence[Hit] | None = None
+        self,
+        question: str,
+        *,
+        query: str | None = None,
+        hits: Sequence[Hit] | None = None,
+        ask_as: str | None = None,
     ) -> AnswerStream:
-        """Retrieve (unless `hits` are given) for `query` (default: the question) and start generating."""
+        """Retrieve (unless `hits` are given) for `query` (default: the question) and start generating.
+
+        Args:
+            ask_as: the question as the model sees it (default: `question`); a chat puts the standalone
+                rewrite of a follow-up here.
+        """
         query = query or question
         hits = self.retrieve(query) if hits is None else list(hits)
-        prompt = build_prompt(question, hits, self.engine.tokenizer, self.budget, self.config.prompt)
+        prompt = build_prompt(
+            ask_as or question, hits, self.engine.tokenizer, self.budget, self.config.prompt
+        )
         embed = self.store.embedder.embed if hits else _no_embed
         relevance = max((h.scores["dense"] for h in hits if "dense" in h.scores), default=None)
         gated = relevance is not None and relevance < self.config.min_relevance

@@ -3,11 +3,11 @@
     turn 1: "How do I ingest a folder?"                 -> retrieve for the question as asked
     turn 2: "And can it skip some files?"  -> rewrite -> "Can ingesting a folder skip some files?" -> retrieve
 
-The rewrite is asked of the same model with a short prompt (REWRITE_RULES) and checked (`clean_rewrite`);
-when it is empty or garbage, the query is the previous question followed by the follow-up, which keeps the
-earlier topic in the words BM25 and the embedder see. The answer prompt holds the retrieved documents and the
-question as asked (not the whole chat), so a small model's context stays short; the conversation only shapes
-what is retrieved. Tests: tests/rag/test_answer.py (scripted rewrites, good and garbage).
+The rewrite is asked of the same model with a short prompt (REWRITE_RULES and one worked example) and
+checked (`clean_rewrite`); when it is empty or garbage, the query is the previous question followed by the
+follow-up, which keeps the earlier topic in the words BM25 and the embedder see. The answer prompt holds the
+retrieved documents and that standalone query as the question (not the whole chat), so a small model's
+context stays short. Tests: tests/rag/test_answer.py (scripted rewrites, good and garbage).
 """
 
 from __future__ import annotations
@@ -22,29 +22,59 @@ REWRITE_RULES = (
     "Rewrite the follow-up question so that it can be understood without the conversation: replace words "
     "like it, this, that and they with what they refer to. Reply with the rewritten question only."
 )
+REWRITE_EXAMPLE = (
+    ("How do I install the app?", "Run the installer [1].", "Does it need admin rights?"),
+    "Does installing the app need admin rights?",
+)
+"""One worked rewrite shown before the real one: ((question, answer, follow-up), standalone question)."""
 _STOPWORDS = frozenset(
     re.findall(
         r"\w+",
         "the a an and or of to in on for with is are was were be how what why when where which who do does did "
-        "can could should would you it this that they them its my your me we our",
+        "can could should would you it this that they them its my your me we our into onto from about over "
+        "under than then there their these those also some any more most very just only not yes been being "
+        "get use",
     )
 )
+
+
+_QUESTION_WORDS = frozenset(
+    re.findall(
+        r"\w+",
+        "what how where when why which who whose whom is are was were can could does do did should would will "
+        "has have",
+    )
+)
+
+
+def _normalize(text: str) -> str:
+    return " ".join(re.findall(r"[a-z0-9]+", text.lower()))
 
 
 def _content_words(text: str) -> set[str]:
     return {w for w in re.findall(r"[a-z0-9]+", text.lower()) if len(w) > 2 and w not in _STOPWORDS}
 
 
-def clean_rewrite(candidate: str, previous: str, follow_up: str) -> str | None:
-    """The model's rewrite as a query, or None when it is unusable: empty, under two or over 40 words, a
-    refusal, holding markup, or sharing no content word with the previous question and the follow-up."""
+def clean_rewrite(candidate: str, previous: str, follow_up: str, answer: str = "") -> str | None:
+    """The model's rewrite as a query, or None when it is unusable: empty, under two or over 40 words, not
+    a question (no question word first and no "?" last: small models often repeat the previous answer
+    instead), an echo of the answer or the follow-up, a refusal, holding markup, sharing no content word with
+    the previous question and the follow-up, or bringing a content word found nowhere in the conversation
+    (compared on their first five letters, so "ingesting" matches "ingest")."""
     line = next((s.strip() for s in candidate.strip().splitlines() if s.strip()), "")
     line = re.sub(r"^(?:standalone|rewritten)?\s*question\s*:\s*", "", line, flags=re.IGNORECASE)
     line = line.strip().strip("\"'`").strip()
     words = line.split()
     if len(words) < 2 or len(words) > 40 or is_not_found(line) or "<" in line:
         return None
+    if not (line.endswith("?") or words[0].lower() in _QUESTION_WORDS):
+        return None
+    if _normalize(line) in (_normalize(answer), _normalize(follow_up)):  # an echo, not a rewrite
+        return None
     if not _content_words(line) & _content_words(previous + " " + follow_up):
+        return None
+    known = {w[:5] for w in _content_words(f"{previous} {answer} {follow_up}")}
+    if any(w[:5] not in known for w in _content_words(line)):  # a word from nowhere (e.g. the example's)
         return None
     return line
 
@@ -52,11 +82,18 @@ def clean_rewrite(candidate: str, previous: str, follow_up: str) -> str | None:
 def rewrite_prompt(tokenizer: object, previous: str, answer: str, follow_up: str) -> str:
     from llmlab.prompting import has_chat_template, render_chat
 
-    turn = f"Question: {previous}\nAnswer: {answer}\nFollow-up question: {follow_up}"
+    def turn(previous: str, answer: str, follow_up: str) -> str:
+        return f"{REWRITE_RULES}\n\nQuestion: {previous}\nAnswer: {answer}\nFollow-up question: {follow_up}"
+
+    example, rewritten = REWRITE_EXAMPLE
     if has_chat_template(tokenizer):
-        messages = [{"role": "system", "content": REWRITE_RULES}, {"role": "user", "content": turn}]
+        messages = [
+            {"role": "user", "content": turn(*example)},
+            {"role": "assistant", "content": rewritten},
+            {"role": "user", "content": turn(previous, answer, follow_up)},
+        ]
         return render_chat(tokenizer, messages)
-    return f"{REWRITE_RULES}\n\n{turn}\nRewritten question:"
+    return f"{turn(*example)}\nRewritten question: {rewritten}\n\n{turn(previous, answer, follow_up)}\nRewritten question:"
 
 
 def rewrite_query(engine: AnswerEngine, previous: str, answer: str, follow_up: str) -> tuple[str, bool]:
@@ -68,7 +105,7 @@ def rewrite_query(engine: AnswerEngine, previous: str, answer: str, follow_up: s
     """
     config = GenerationConfig(max_new_tokens=40, greedy=True, stop=["\n"])
     prompt = rewrite_prompt(engine.tokenizer, previous, answer, follow_up)
-    rewritten = clean_rewrite("".join(engine.stream(prompt, config)), previous, follow_up)
+    rewritten = clean_rewrite("".join(engine.stream(prompt, config)), previous, follow_up, answer)
     if rewritten is None:
         return f"{previous} {follow_up}", False
     return rewritten, True
@@ -95,7 +132,7 @@ class Conversation:
     def ask(self, question: str) -> AnswerStream:
         """Stream the answer to the next question; the turn is remembered once the stream is exhausted."""
         query = self.query_for(question)
-        stream = self.answerer.stream(question, query=query)
+        stream = self.answerer.stream(question, query=query, ask_as=query)
 
         def remember(answer: Answer) -> None:
             self.turns.append((query, answer.text))
