@@ -56,20 +56,23 @@ def _content_words(text: str) -> set[str]:
 
 
 def clean_rewrite(candidate: str, previous: str, follow_up: str, answer: str = "") -> str | None:
-    """The model's rewrite as a query, or None when it is unusable: empty, under two or over 40 words, not
-    a question (no question word first and no "?" last: small models often repeat the previous answer
-    instead), an echo of the answer or the follow-up, a refusal, holding markup, sharing no content word with
-    the previous question and the follow-up, or bringing a content word found nowhere in the conversation
-    (compared on their first five letters, so "ingesting" matches "ingest")."""
+    """The model's rewrite (up to its first "?") as a query, or None when it is unusable: empty, under two
+    or over 40 words, not a question (no question word first and no "?" last: small models often repeat
+    the previous answer instead), an echo of the previous question, the answer or the follow-up, a
+    refusal, holding markup, sharing no content word with the previous question and the follow-up, or
+    bringing a content word found nowhere in the conversation (compared on their first five letters, so
+    "ingesting" matches "ingest")."""
     line = next((s.strip() for s in candidate.strip().splitlines() if s.strip()), "")
     line = re.sub(r"^(?:standalone|rewritten)?\s*question\s*:\s*", "", line, flags=re.IGNORECASE)
     line = line.strip().strip("\"'`").strip()
+    if "?" in line:  # one question: what follows it is the model running on (often the previous answer)
+        line = line[: line.index("?") + 1]
     words = line.split()
     if len(words) < 2 or len(words) > 40 or is_not_found(line) or "<" in line:
         return None
     if not (line.endswith("?") or words[0].lower() in _QUESTION_WORDS):
         return None
-    if _normalize(line) in (_normalize(answer), _normalize(follow_up)):  # an echo, not a rewrite
+    if _normalize(line) in {_normalize(t) for t in (answer, follow_up, previous)}:  # an echo, not a rewrite
         return None
     if not _content_words(line) & _content_words(previous + " " + follow_up):
         return None

@@ -246,6 +246,7 @@ def test_clean_rewrite():
     assert clean_rewrite("Does installing the app skip files?", prev, follow) is None  # words from nowhere
     assert clean_rewrite("Use the folder flag.", prev, follow) is None  # not a question
     assert clean_rewrite("And skip files?", prev, follow) is None  # the follow-up again
+    assert clean_rewrite("How do I ingest a folder? Run llmlab rag ingest.", prev, follow) is None  # echo
     assert clean_rewrite("What is the weather like today?", prev, follow) is None  # off topic
     assert clean_rewrite("<document number=1> folder", prev, follow) is None
     assert clean_rewrite(" ".join(["folder"] * 41), prev, follow) is None
