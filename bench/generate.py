@@ -119,26 +119,26 @@ def main() -> None:
     new, reps = args.new_tokens, args.repeats
     half = max(new // 2, 1)
 
-    rows: list[tuple[str, int, float]] = []
-    hf1 = hf_tokens_per_second(model, tok, prompts[:1], new, reps)
-    hf8 = hf_tokens_per_second(model, tok, prompts, half, reps)
-    rows += [("transformers generate fp32", 1, hf1), ("transformers generate fp32", 8, hf8)]
-    engines = {p: Engine.from_loaded(loaded, precision=p) for p in ("int8", "fp32")}
-    for precision, engine in engines.items():
-        rows.append((f"llmlab {precision}", 1, ours_tokens_per_second(engine, prompts[:1], new, reps)))
-        rows.append((f"llmlab {precision}", 8, ours_tokens_per_second(engine, prompts, half, reps)))
-    cpp = llama_cpp_tokens_per_second(prompts[0], new, args.threads, reps)
-    if cpp is not None:
-        rows.append(("llama.cpp Q4_1 (llama-cpp-python)", 1, cpp))
-
     print(
         f"SmolLM2-135M-Instruct, {args.threads} threads, greedy, {new} new tokens at batch 1, {half} at batch 8"
     )
-    print(f"{'engine':36} {'batch':>5} {'tok/s':>8} {'vs HF fp32':>11} {'vs llama.cpp':>13}")
-    for name, batch, rate in rows:
-        base = hf1 if batch == 1 else hf8
+    print(f"{'engine':36} {'batch':>5} {'tok/s':>8} {'vs HF fp32':>11} {'vs llama.cpp':>13}", flush=True)
+    cpp = llama_cpp_tokens_per_second(prompts[0], new, args.threads, reps)
+    base = {1: hf_tokens_per_second(model, tok, prompts[:1], new, reps)}
+    base[8] = hf_tokens_per_second(model, tok, prompts, half, reps)
+
+    def report(name: str, batch: int, rate: float) -> None:
         vs_cpp = f"{rate / cpp:.2f}x" if cpp is not None and batch == 1 else "-"
-        print(f"{name:36} {batch:>5} {rate:>8.1f} {rate / base:>10.2f}x {vs_cpp:>13}")
+        print(f"{name:36} {batch:>5} {rate:>8.1f} {rate / base[batch]:>10.2f}x {vs_cpp:>13}", flush=True)
+
+    report("transformers generate fp32", 1, base[1])
+    report("transformers generate fp32", 8, base[8])
+    if cpp is not None:
+        report("llama.cpp Q4_1 (llama-cpp-python)", 1, cpp)
+    for precision in ("int8", "fp32"):
+        engine = Engine.from_loaded(loaded, precision=precision)
+        report(f"llmlab {precision}", 1, ours_tokens_per_second(engine, prompts[:1], new, reps))
+        report(f"llmlab {precision}", 8, ours_tokens_per_second(engine, prompts, half, reps))
     if cpp is None:
         print("llama.cpp: not installed (run `make bench-llama` to compile llama-cpp-python, ~5 min)")
 
