@@ -111,8 +111,8 @@ class AnswerConfig:
     min_support: float = 0.35
     """Cosine similarity below which an answer sentence is attributed to no source."""
     min_relevance: float = 0.0
-    """Reply NOT_FOUND without generating when no retrieved chunk has a dense (cosine) similarity to the
-    query of at least this; 0 disables (the default: with minilm-l6, on-topic questions about llmlab's
+    """Reply "I don't know based on the documents." without generating when no retrieved chunk has a dense
+    (cosine) similarity to the query of at least this; 0 disables (the default: with minilm-l6, on-topic questions about llmlab's
     guide scored as low as 0.25 and off-topic ones as high as 0.54, so no threshold separates them)."""
 
     def __post_init__(self) -> None:
