@@ -232,3 +232,40 @@ def test_ask_with_a_tiny_checkpoint_folder(capsys, kb, tmp_path):
     assert code == 0, err
     assert isinstance(data["answer"], str) and data["prompt_tokens"] > 100
     assert [Path(c["source"]).name for c in data["context"]] == ["bakery.md"]
+
+
+def test_ingest_a_website_reports_skipped_pages(capsys, kb, tmp_path):
+    """A local site (http.server in a thread): two HTML pages are added, the linked PDF is reported as
+    skipped with the crawler's reason."""
+    import functools
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "index.html").write_text(
+        "<html><head><title>Home</title></head><body><h1>Home</h1><p>Welcome to the bakery site.</p>"
+        '<a href="guide.html">guide</a> <a href="manual.pdf">manual</a></body></html>'
+    )
+    (site / "guide.html").write_text(
+        "<html><head><title>Guide</title></head><body><h1>Guide</h1><p>Bread needs flour.</p></body></html>"
+    )
+    (site / "manual.pdf").write_bytes(b"%PDF-1.4\n%%EOF\n")
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(site)))
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/index.html"
+    try:
+        code, out, _ = run(capsys, "rag", "ingest", url, "--store", "kb", "--delay", "0", "--json")
+    finally:
+        server.shutdown()
+        server.server_close()
+    data = json.loads(out)
+    assert code == 0 and sorted(s.rsplit("/", 1)[1] for s in data["added"]) == ["guide.html", "index.html"]
+    assert [(s["source"].rsplit("/", 1)[1], s["reason"]) for s in data["skipped"]] == [
+        ("manual.pdf", "not an HTML page (application/pdf)")
+    ]
