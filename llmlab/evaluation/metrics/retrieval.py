@@ -15,7 +15,7 @@ document id in reverse order; gains are the relevance levels (`ndcg_cut`).
 Formats (whitespace-separated, one line each): run `query_id Q0 doc_id rank score tag`, qrels
 `query_id iteration doc_id relevance`.
 
-Hand-derived cases: tests/evaluation/test_retrieval.py
+Hand-derived cases: tests/evaluation/test_retrieval_metrics.py
 """
 
 from __future__ import annotations
