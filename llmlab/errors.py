@@ -30,5 +30,8 @@ class DataError(LlmlabError, ValueError):
 class MissingDependencyError(LlmlabError, ImportError):
     """An optional dependency is not installed; the message carries the pip command that installs it."""
 
-    def __init__(self, package: str, extra: str) -> None:
-        super().__init__(f"{package} is not installed; install it with: pip install 'llmlab[{extra}]'")
+    def __init__(self, package: str, extra: str, cause: BaseException | None = None) -> None:
+        detail = f" ({cause})" if cause is not None and package not in str(cause) else ""
+        super().__init__(
+            f"{package} is not installed or cannot be imported{detail}; install it with: pip install 'llmlab[{extra}]'"
+        )

@@ -109,7 +109,7 @@ def extract_main(tree: Any, source: str) -> tuple[list[Unit], str, list[str], li
     try:
         import trafilatura
     except ImportError as err:
-        raise MissingDependencyError("trafilatura", "rag") from err
+        raise MissingDependencyError("trafilatura", "rag", err) from err
     import lxml.etree
 
     xml = trafilatura.extract(
