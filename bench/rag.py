@@ -299,6 +299,20 @@ def part_latency(quick: bool) -> list[Row]:
     return rows
 
 
+def dense_plan(store, vector: np.ndarray) -> str:
+    """Whether PostgreSQL's planner uses the HNSW index for an unfiltered dense query or scans exactly."""
+    from llmlab.rag.stores.postgres import vector_literal
+
+    with store.conn.transaction():
+        store.conn.execute("SELECT set_config('hnsw.ef_search', %s, true)", (str(store.ef_search),))
+        plan = store.conn.execute(
+            "EXPLAIN SELECT id FROM llmlab_chunks WHERE embedding IS NOT NULL ORDER BY embedding <=> %s::vector"
+            " LIMIT 10",
+            [vector_literal(vector)],
+        ).fetchall()
+    return "hnsw index" if "llmlab_chunks_hnsw" in " ".join(r[0] for r in plan) else "exact scan"
+
+
 def part_postgres(quick: bool) -> list[Row]:
     import pgserver
 
@@ -320,14 +334,18 @@ def part_postgres(quick: bool) -> list[Row]:
                 store = PostgresStore(f"{uri}&options=-csearch_path%3D{schema}%2Cpublic")
                 seconds = fill(store, texts, vectors)
                 queries = query_set(texts, vectors, 50 if quick else 200)
-                row: Row = {
-                    "part": "postgres",
-                    "store": "pgvector hnsw",
-                    "chunks": n,
-                    "insert chunks/s": round(n / seconds),
-                }
-                row.update(measure(store, vectors, queries))
-                rows.append(row)
+                for ef_search in (100, 200, 400):
+                    store.ef_search = ef_search
+                    row: Row = {
+                        "part": "postgres",
+                        "store": "pgvector hnsw",
+                        "chunks": n,
+                        "insert chunks/s": round(n / seconds),
+                        "ef_search": ef_search,
+                        "plan": dense_plan(store, queries[0][1]),
+                    }
+                    row.update(measure(store, vectors, queries))
+                    rows.append(row)
                 store.close()
         finally:
             server.cleanup()

@@ -231,3 +231,29 @@ def test_sqlite_drops_terms_in_most_chunks(tmp_path):
     assert len(store.text_search("common", 10)) == 3
     assert store.text_search("absent words", 10) == []
     store.close()
+
+
+def test_postgres_hnsw_settings_and_ef_search_from_the_url(pg_uri):
+    from ragkit import fresh_pg_url
+
+    from llmlab.rag.stores.postgres import EF_SEARCH
+
+    url = fresh_pg_url(pg_uri)
+    store = open_store(url)
+    try:
+        assert store.ef_search == EF_SEARCH == 200
+        store.bind_embedder("e", 2)
+        (index,) = store.conn.execute(
+            "SELECT indexdef FROM pg_indexes WHERE indexname = 'llmlab_chunks_hnsw'"
+        ).fetchone()
+        assert "m='16'" in index and "ef_construction='128'" in index, index
+    finally:
+        store.close()
+    # a connection option above the default wins (`options=-c...` in the URL, combined with the search_path)
+    raised = open_store(url.replace("options=", "options=-chnsw.ef_search%3D640%20"))
+    try:
+        assert raised.ef_search == 640
+        add(raised, "/a.md", ["alpha", "beta"], [unit(1, 0), unit(0, 1)])
+        assert [i for i, _ in raised.dense_search(unit(1, 0.1), 1)] == [1]
+    finally:
+        raised.close()
