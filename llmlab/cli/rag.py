@@ -18,6 +18,7 @@ from llmlab.cli.output import err_console, print_json, print_table, write_stream
 from llmlab.cli.rag_output import (
     IngestBar,
     display_path,
+    hide_password,
     hit_json,
     ingest_report_dict,
     print_context,
@@ -157,9 +158,9 @@ def run_ingest(args: argparse.Namespace) -> int:
                 report = store.ingest(args.sources, config=config, progress=bar)
         location = store.location
     if args.json:
-        print_json({"store": location, **ingest_report_dict(report)})
+        print_json({"store": hide_password(location), **ingest_report_dict(report)})
     else:
-        print_ingest_report(report, location)
+        print_ingest_report(report, display_path(location))
     return 1 if report.failed and not (report.added or report.updated or report.unchanged) else 0
 
 
@@ -221,7 +222,7 @@ def run_guide_ask(args: argparse.Namespace, question: str | None = None) -> int:
         changed = len(report.added) + len(report.updated) + len(report.removed)
         if changed and not args.json:
             err_console.print(
-                f"[dim]guide store updated: {changed} page(s) changed ({store.location})[/dim]",
+                f"[dim]guide store updated: {changed} page(s) changed ({display_path(store.location)})[/dim]",
                 soft_wrap=True,
             )
         for source, reason in report.failed:
@@ -239,7 +240,7 @@ def run_chat(args: argparse.Namespace) -> int:
         conversation = Conversation(make_answerer(args, store))
         if not args.json:
             err_console.print(
-                f"[bold]{store.location}[/bold] — ask a question; /reset forgets, /quit leaves."
+                f"[bold]{display_path(store.location)}[/bold] — ask a question; /reset forgets, /quit leaves."
             )
         while True:
             try:
@@ -298,10 +299,12 @@ def run_list(args: argparse.Namespace) -> int:
             sources = sorted(store.backend.document_hashes())
             location = store.location
         if args.json:
-            print_json({"store": location, "documents": sources})
+            print_json({"store": hide_password(location), "documents": sources})
         else:
             print_table(
-                f"{location}: {len(sources)} document(s)", ["source"], [[display_path(s)] for s in sources]
+                f"{display_path(location)}: {len(sources)} document(s)",
+                ["source"],
+                [[display_path(s)] for s in sources],
             )
         return 0
     folder = llmlab_home() / "stores"

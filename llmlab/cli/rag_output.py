@@ -3,6 +3,7 @@ answer, search results. Everything goes to stdout except progress and notes (std
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -85,16 +86,25 @@ def _own_reason(source: str, reason: str) -> str:
 
 
 def display_path(source: str, root: Path | None = None) -> str:
-    """A source as shown: URLs whole, paths relative to `root` or the working folder when under it."""
-    if source.startswith(("http://", "https://")):
-        return source
+    """A source or store as shown: URLs whole (a PostgreSQL password hidden), paths relative to `root` or the
+    working folder when under it, else starting with `~` when under the home folder."""
+    if "://" in source:
+        return hide_password(source)
     for base in (root, Path.cwd()):
         if base is not None:
             try:
                 return str(Path(source).relative_to(base))
             except ValueError:
                 continue
+    home = str(Path.home())
+    if home != "/" and source.startswith(home + "/"):
+        return "~" + source[len(home) :]
     return source
+
+
+def hide_password(url: str) -> str:
+    """`postgresql://me:secret@db/x` -> `postgresql://me:***@db/x`; other text unchanged."""
+    return re.sub(r"^([a-z][a-z0-9+.-]*://[^:/@]*):[^@/]*@", r"\1:***@", url)
 
 
 def print_context(stream: AnswerStream, root: Path | None) -> None:

@@ -269,3 +269,23 @@ def test_ingest_a_website_reports_skipped_pages(capsys, kb, tmp_path):
     assert [(s["source"].rsplit("/", 1)[1], s["reason"]) for s in data["skipped"]] == [
         ("manual.pdf", "not an HTML page (application/pdf)")
     ]
+
+
+def test_locations_are_shown_short_and_without_passwords(monkeypatch, tmp_path):
+    from llmlab.cli.rag_output import display_path, hide_password
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("HOME", str(home))
+    (tmp_path / "work").mkdir()
+    monkeypatch.chdir(tmp_path / "work")
+    assert display_path(str(home / ".llmlab/stores/notes.sqlite")) == "~/.llmlab/stores/notes.sqlite"
+    assert display_path(str(tmp_path / "work/docs/a.md")) == "docs/a.md"  # under the working folder
+    assert display_path("/srv/x.pdf") == "/srv/x.pdf"
+    url = "postgresql://me:s3cr:et@db:5432/kb?options=-csearch_path%3Dnotes"
+    assert (
+        display_path(url)
+        == hide_password(url)
+        == "postgresql://me:***@db:5432/kb?options=-csearch_path%3Dnotes"
+    )
+    assert hide_password("postgresql://me@db/kb") == "postgresql://me@db/kb"
+    assert display_path("https://example.org/a?b=c") == "https://example.org/a?b=c"
