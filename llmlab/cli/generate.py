@@ -5,11 +5,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from llmlab.cli.args import add_config_arguments, build_config
 from llmlab.cli.output import err_console, print_json, write_stream
 from llmlab.cli.session import add_model_arguments, load_engine
+
+if TYPE_CHECKING:
+    from llmlab.prompting import Example
 
 DECODING_HELP = (
     "Decoding: --greedy (or --temperature 0) always takes the most likely token; otherwise the next token is "
@@ -62,12 +65,13 @@ def register(subparsers: Any) -> None:
     chat.set_defaults(func=run_chat)
 
 
-def _prompt_text(args: argparse.Namespace, tokenizer: Any, budget: int) -> tuple[str, int, int]:
+def _prompt_text(
+    args: argparse.Namespace, examples: list[Example], tokenizer: Any, budget: int
+) -> tuple[str, int, int]:
     """(rendered prompt, shots kept, shots dropped)."""
-    from llmlab.prompting import FewShotPrompt, load_examples, render
+    from llmlab.prompting import FewShotPrompt, render
 
     query = sys.stdin.read() if args.prompt == "-" else args.prompt
-    examples = load_examples(args.shots) if args.shots else []
     if args.raw:
         prompt = FewShotPrompt(query, args.instruction, examples, args.system)
         rendered = render(prompt, tokenizer, budget, chat=False) if examples or args.instruction else None
@@ -80,11 +84,14 @@ def _prompt_text(args: argparse.Namespace, tokenizer: Any, budget: int) -> tuple
 
 def run_generate(args: argparse.Namespace) -> int:
     from llmlab.generation.config import GenerationConfig
+    from llmlab.prompting import load_examples
 
     config = build_config(GenerationConfig, args, args.config)
+    # A bad --shots file is refused before the model loads (seconds; half a minute on a GGUF's first use).
+    examples = load_examples(args.shots) if args.shots else []
     loaded, engine = load_engine(args)
     budget = engine.context_length - config.max_new_tokens
-    text, shots, dropped = _prompt_text(args, loaded.tokenizer, budget)
+    text, shots, dropped = _prompt_text(args, examples, loaded.tokenizer, budget)
     stream = engine.stream(text, config)
     for piece in stream:
         if not args.json:

@@ -86,6 +86,19 @@ def test_bad_shots_file_names_file_and_line(capsys, tmp_path, tiny_folder) -> No
     assert code == 2 and f"{shots}:2: example is missing 'output'" in err
 
 
+def test_bad_shots_file_is_refused_before_the_model_loads(capsys, monkeypatch, tmp_path) -> None:
+    """A GGUF model's first load takes half a minute; a typo in the examples file must not wait for it."""
+    shots = tmp_path / "shots.jsonl"
+    shots.write_text('{"input": "a", "output": "b"}\n{"input": "c"}\n')
+
+    def load_engine(args):
+        raise AssertionError("the model was loaded before the --shots file was read")
+
+    monkeypatch.setattr("llmlab.cli.generate.load_engine", load_engine)
+    code, _, err = run(capsys, "generate", "Hi", "--shots", str(shots))
+    assert code == 2 and f"{shots}:2: example is missing 'output'" in err
+
+
 def test_chat_repl_commands_and_turns(capsys, monkeypatch, tiny_folder, expected) -> None:
     script = "/set temperature 0\n/set top-p 2\nHello\n/show\n/reset\n/quit\n"
     monkeypatch.setattr("sys.stdin", io.StringIO(script))
