@@ -8,12 +8,23 @@ pooled that way instead. Parity: tests/rag/test_embedding.py::test_minilm_matche
 cosine >= 0.999 to sentence-transformers' `encode`).
 
 Where it departs from sentence-transformers, for speed on a CPU (bench/rag.py measures both in one run):
-- Precision `bf16` (the default) runs the encoder in bfloat16 and pools in float32. On this project's CPU
-  (AVX-512 bf16) it embeds 1.4-3x as many chunks per second as sentence-transformers in fp32 (bench/rag.py,
-  a shared machine), with cosine >= 0.9999 to fp32 and the same retrieval quality (nDCG@10 equal to 0.1
-  point on bench/data/retrieval). `fp32` is exact.
-  int8 dynamic quantization was measured too and rejected: as fast as bf16, but cosine to fp32 fell to 0.85.
-- Texts are tokenized once, sorted by length and batched, so each batch pads only to its own longest text.
+- BERT models (MiniLM among them) run through a fused forward (fused_bert.py): one QKV matmul, and in bf16
+  oneDNN linears with the bias, GELU and residual add fused in. Other encoders run transformers' module
+  (`fused=False` forces that for BERT too).
+- Precision `bf16` (the default) runs the encoder in bfloat16 and pools in float32. `fp32` is exact.
+- Texts are tokenized once, sorted by length and batched by a token budget (8192 padded tokens: 32 chunks
+  of 256 tokens, or up to 256 short queries), so each batch pads only to its own longest text.
+
+Measured on this project's 2-core AMD EPYC (Zen 4, AVX-512 bf16 and VNNI), shared with other jobs, median of
+3 runs of bench/rag.py: bf16 embeds 1.96x as many ingest chunks (mean 146 tokens) per second as
+sentence-transformers' fp32 `encode` (runs 1.91-2.03x) and 2.15x as many 256-token chunks (2.08-2.20x);
+transformers' module on the same bf16 weights and batches gives 1.46x and 1.60x. Cosine >= 0.9999 to fp32,
+nDCG@10 on bench/data/retrieval equal to fp32's to 0.1 point. What is left is the attention kernel
+(about a quarter of the time at 256 tokens; its softmax does not get faster in bf16) and the bf16 matmuls.
+Rejected after measuring: int8, on speed before quality (torch dynamic quantization gave cosine 0.85 to
+fp32; fbgemm `linear_dynamic` and `torch._int_mm` take 0.6-1.3x the time of the bf16 matmul at MiniLM's
+shapes, and 2.5-5x once activations are quantized per token as generation/int8.py does for SmoothQuant),
+and attention as explicit bf16 matmuls (3-5x slower than torch's flash kernel).
 """
 
 from __future__ import annotations
@@ -32,6 +43,8 @@ from llmlab.models.registry import DEFAULT_EMBEDDER
 if TYPE_CHECKING:
     import torch
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+    from llmlab.rag.fused_bert import FusedBert
 
 Precision = Literal["bf16", "fp32"]
 PRECISIONS: tuple[str, ...] = ("bf16", "fp32")
@@ -61,8 +74,13 @@ class EmbedderConfig:
     """Registry name (minilm-l6) or a local Hugging Face encoder folder."""
     precision: str = "bf16"
     """bf16 (fast, default) or fp32 (exact)."""
-    batch_size: int = 64
-    """Texts per forward pass (64 measured faster than 32 in bf16: fewer, larger matrix products)."""
+    batch_size: int = 256
+    """Most texts per forward pass."""
+    batch_tokens: int = 8192
+    """Most tokens per forward pass, padding included: 32 chunks of 256 tokens, or 256 short queries
+    (bench/rag.py: 32 full chunks per pass beat 64 and 128, and 256 queries beat 32)."""
+    fused: bool = True
+    """Run BERT encoders through the fused forward (fused_bert.py); False: transformers' own module."""
     max_tokens: int | None = None
     """Truncate inputs to this many tokens; default: the model's sentence-transformers max_seq_length."""
     device: str = "cpu"
@@ -73,6 +91,8 @@ class EmbedderConfig:
             raise ConfigError(f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.batch_size < 1:
             raise ConfigError(f"--batch-size must be at least 1, got {self.batch_size}")
+        if self.batch_tokens < 1:
+            raise ConfigError(f"--batch-tokens must be at least 1, got {self.batch_tokens}")
         if self.max_tokens is not None and self.max_tokens < 2:
             raise ConfigError(f"--max-tokens must be at least 2, got {self.max_tokens}")
 
@@ -117,10 +137,38 @@ def pool(hidden: torch.Tensor, mask: torch.Tensor, mode: str = "mean") -> torch.
     return torch.nn.functional.normalize(pooled, p=2.0, dim=-1)
 
 
-def length_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
-    """Indices grouped into batches of similar length (longest first), so padding is small."""
+def length_batches(
+    lengths: Sequence[int], batch_size: int, batch_tokens: int | None = None
+) -> list[list[int]]:
+    """Indices grouped into batches of similar length (longest first), so padding is small.
+
+    A batch holds at most `batch_size` texts and, if `batch_tokens` is given, at most that many tokens once
+    padded (texts x its longest text); a text longer than the budget still gets a batch of its own."""
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    batches: list[list[int]] = []
+    for index in order:
+        batch = batches[-1] if batches else None
+        if (
+            batch is None
+            or len(batch) >= batch_size
+            or (batch_tokens is not None and (len(batch) + 1) * lengths[batch[0]] > batch_tokens)
+        ):
+            batches.append([index])
+        else:
+            batch.append(index)
+    return batches
+
+
+def _fused_forward(model: PreTrainedModel) -> FusedBert | None:
+    """The fused forward in the model's precision for a BERT model; None for other encoders."""
+    import torch
+
+    from llmlab.rag.fused_bert import FusedBert, supports
+
+    if not supports(model):
+        return None
+    bf16 = next(model.parameters()).dtype == torch.bfloat16
+    return FusedBert(model, "bf16" if bf16 else "fp32")
 
 
 class HFEmbedder:
@@ -134,7 +182,9 @@ class HFEmbedder:
         *,
         pooling: str = "mean",
         max_tokens: int = 256,
-        batch_size: int = 64,
+        batch_size: int = 256,
+        batch_tokens: int | None = 8192,
+        fused: bool = True,
     ) -> None:
         self.name = name
         self.model = model
@@ -142,8 +192,10 @@ class HFEmbedder:
         self.pooling = pooling
         self.max_tokens = max_tokens
         self.batch_size = batch_size
+        self.batch_tokens = batch_tokens
         self.dim = int(model.config.hidden_size)
         self._backend: Any = None
+        self.fused = _fused_forward(model) if fused else None
 
     def _encode(self, texts: list[str]) -> list[list[int]]:
         """Token ids with special tokens, truncated to max_tokens.
@@ -175,18 +227,20 @@ class HFEmbedder:
         encoded = self._encode(list(texts))
         pad_id = self.tokenizer.pad_token_id or 0
         device = next(self.model.parameters()).device
-        for batch in length_batches([len(ids) for ids in encoded], self.batch_size):
+        for batch in length_batches([len(ids) for ids in encoded], self.batch_size, self.batch_tokens):
             width = len(encoded[batch[0]])
             ids = torch.full((len(batch), width), pad_id, dtype=torch.long)  # (B, T)
             mask = torch.zeros((len(batch), width), dtype=torch.long)  # (B, T)
             for row, index in enumerate(batch):
                 ids[row, : len(encoded[index])] = torch.tensor(encoded[index])
                 mask[row, : len(encoded[index])] = 1
+            ids, mask = ids.to(device), mask.to(device)
             with torch.inference_mode():
-                hidden = self.model(
-                    input_ids=ids.to(device), attention_mask=mask.to(device)
-                ).last_hidden_state
-            out[batch] = pool(hidden, mask.to(device), self.pooling).cpu().numpy()
+                if self.fused is not None:
+                    hidden = self.fused(ids, mask)
+                else:
+                    hidden = self.model(input_ids=ids, attention_mask=mask).last_hidden_state
+            out[batch] = pool(hidden, mask, self.pooling).cpu().numpy()
         return out
 
 
@@ -215,4 +269,6 @@ def load_embedder(config: EmbedderConfig | None = None) -> HFEmbedder:
         pooling=pooling_mode(loaded.folder),
         max_tokens=max_tokens,
         batch_size=config.batch_size,
+        batch_tokens=config.batch_tokens,
+        fused=config.fused,
     )

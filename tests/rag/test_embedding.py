@@ -1,4 +1,5 @@
 """Embedding: parity with sentence-transformers (tiny random BERT in the fast tier, MiniLM in the slow tier),
+the fused BERT forward against transformers' BertModel, the fallback to transformers for other encoders,
 hand-computed pooling, and the invariant that length-sorted batching equals embedding one text at a time."""
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from ragkit import save_tiny_bert
 
 from llmlab.errors import ConfigError, ModelError
 from llmlab.rag.embedding import EmbedderConfig, length_batches, load_embedder, pool
+from llmlab.rag.fused_bert import FusedBert, supports
 
 TEXTS = [
     "The store keeps documents.",
@@ -49,6 +51,9 @@ def test_length_sorted_batches_equal_one_text_at_a_time(tiny_embedder):
 
 def test_length_batches_group_similar_lengths():
     assert length_batches([3, 9, 1, 7, 5], 2) == [[1, 3], [4, 0], [2]]
+    # a token budget of 18 (padded): 9 + 7 -> 2 x 9 = 18; then 5 + 3 + 1 -> 3 x 5 = 15
+    assert length_batches([3, 9, 1, 7, 5], 4, batch_tokens=18) == [[1, 3], [4, 0, 2]]
+    assert length_batches([30, 2], 4, batch_tokens=10) == [[0], [1]]  # too long for the budget: alone
 
 
 def test_pool_hand_computed():
@@ -84,18 +89,99 @@ def test_bf16_stays_close_to_fp32(tiny_bert_folder, tiny_embedder):
     assert cosine.min() > 0.99
 
 
+def tiny_bert_model(hidden_act: str = "gelu"):
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=99,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=64,
+        hidden_act=hidden_act,
+    )
+    return BertModel(config).eval()
+
+
+def padded_batch(lengths: list[int], vocab: int = 99) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, T) ids and 0/1 mask for rows of the given lengths, padded with id 0 to the longest."""
+    torch.manual_seed(1)
+    width = max(lengths)
+    ids = torch.randint(1, vocab, (len(lengths), width))
+    mask = (torch.arange(width)[None, :] < torch.tensor(lengths)[:, None]).long()
+    return ids * mask, mask
+
+
+@pytest.mark.parametrize("hidden_act", ["gelu", "gelu_new", "relu"])
+def test_fused_bert_equals_transformers(hidden_act):
+    """fp32: the fused forward equals BertModel's last hidden state at every real token, padded rows too."""
+    model = tiny_bert_model(hidden_act)
+    ids, mask = padded_batch([17, 5, 1, 11])
+    with torch.inference_mode():
+        reference = model(input_ids=ids, attention_mask=mask).last_hidden_state
+    fused = FusedBert(model, "fp32")(ids, mask)
+    keep = mask.bool()
+    torch.testing.assert_close(fused[keep], reference[keep])
+    # a row alone (no padding) gives the same as inside the padded batch
+    alone = FusedBert(model, "fp32")(ids[1:2, :5], mask[1:2, :5])
+    torch.testing.assert_close(alone[0], fused[1, :5])
+
+
+def test_fused_bert_bf16_stays_close_to_fp32():
+    """bf16, with oneDNN's fused linears where this CPU has them and plain torch ops otherwise."""
+    model = tiny_bert_model()
+    ids, mask = padded_batch([17, 5, 1, 11])
+    exact = pool(FusedBert(model, "fp32")(ids, mask), mask)
+    fast = FusedBert(model.to(torch.bfloat16), "bf16")
+    paths = [fast(ids, mask)]
+    if fast.onednn:
+        fast.onednn = False
+        paths.append(fast(ids, mask))
+    for hidden in paths:
+        assert hidden.dtype == torch.bfloat16
+        assert (pool(hidden, mask) * exact).sum(-1).min() > 0.999
+
+
+def test_fused_forward_only_for_bert_and_off_switch(tiny_bert_folder, tiny_embedder, tmp_path):
+    """BERT folders take the fused path unless fused=False (same vectors); another encoder (DistilBERT)
+    falls back to transformers' module and still matches sentence-transformers."""
+    from transformers import DistilBertConfig, DistilBertModel
+
+    assert tiny_embedder.fused is not None
+    plain = load_embedder(EmbedderConfig(model=str(tiny_bert_folder), precision="fp32", fused=False))
+    assert plain.fused is None
+    np.testing.assert_allclose(plain.embed(TEXTS), tiny_embedder.embed(TEXTS), atol=1e-5)
+
+    torch.manual_seed(0)
+    config = DistilBertConfig(
+        vocab_size=len(tiny_embedder.tokenizer), dim=32, n_layers=2, n_heads=2, hidden_dim=64,
+        max_position_embeddings=64, pad_token_id=tiny_embedder.tokenizer.pad_token_id,
+    )  # fmt: skip
+    folder = tmp_path / "distilbert"
+    DistilBertModel(config).eval().save_pretrained(folder)
+    tiny_embedder.tokenizer.save_pretrained(folder)
+    other = load_embedder(EmbedderConfig(model=str(folder), precision="fp32"))
+    assert other.fused is None and not supports(other.model)
+    np.testing.assert_allclose(other.embed(TEXTS), st_encode(folder, TEXTS), atol=1e-5, rtol=1e-5)
+
+
 def test_bad_config_and_non_encoder(tiny_folder):
     with pytest.raises(ConfigError, match="--precision must be one of bf16, fp32, got 'int8'"):
         EmbedderConfig(precision="int8")
     with pytest.raises(ConfigError, match="--batch-size must be at least 1, got 0"):
         EmbedderConfig(batch_size=0)
+    with pytest.raises(ConfigError, match="--batch-tokens must be at least 1, got 0"):
+        EmbedderConfig(batch_tokens=0)
     with pytest.raises(ModelError, match="is a decoder-only model; use an encoder such as minilm-l6"):
         load_embedder(EmbedderConfig(model=str(tiny_folder)))
 
 
 @pytest.mark.slow
 def test_minilm_matches_sentence_transformers():
-    """The packaged MiniLM: fp32 equals sentence-transformers (cosine >= 0.999); bf16 stays >= 0.999 too."""
+    """The packaged MiniLM through the fused forward: fp32 equals sentence-transformers (cosine >= 0.99999),
+    bf16 stays >= 0.999."""
     from llmlab.models.registry import resolve
 
     words = " ".join(TEXTS * 12).split()
@@ -104,5 +190,6 @@ def test_minilm_matches_sentence_transformers():
     for precision in ("fp32", "bf16"):
         embedder = load_embedder(EmbedderConfig(precision=precision, batch_size=8))
         assert (embedder.name, embedder.dim, embedder.max_tokens) == ("minilm-l6", 384, 256)
+        assert embedder.fused is not None  # MiniLM is a BertModel: the fused forward
         cosine = (embedder.embed(texts) * reference).sum(axis=1)
         assert cosine.min() >= (0.99999 if precision == "fp32" else 0.999), (precision, cosine.min())
