@@ -12,14 +12,14 @@ Where it departs from sentence-transformers, for speed on a CPU (bench/rag.py me
   oneDNN linears with the bias, GELU and residual add fused in. Other encoders run transformers' module
   (`fused=False` forces that for BERT too).
 - Precision `bf16` (the default) runs the encoder in bfloat16 and pools in float32. `fp32` is exact.
-- Texts are tokenized once, sorted by length and batched by a token budget (8192 padded tokens: 32 chunks
+- Texts are tokenized once, sorted by length and batched by a token budget (2048 padded tokens: 8 chunks
   of 256 tokens, or up to 256 short queries), so each batch pads only to its own longest text.
 
-Measured on this project's 2-core AMD EPYC (Zen 4, AVX-512 bf16 and VNNI), shared with other jobs, median of
-3 runs of bench/rag.py: bf16 embeds 1.96x as many ingest chunks (mean 146 tokens) per second as
-sentence-transformers' fp32 `encode` (runs 1.91-2.03x) and 2.15x as many 256-token chunks (2.08-2.20x);
-transformers' module on the same bf16 weights and batches gives 1.46x and 1.60x. Cosine >= 0.9999 to fp32,
-nDCG@10 on bench/data/retrieval equal to fp32's to 0.1 point. What is left is the attention kernel
+Measured on this project's 2-core AMD EPYC (Zen 4, AVX-512 bf16 and VNNI), idle, bench/rag.py: bf16 embeds
+2.28x as many ingest chunks (mean 146 tokens) per second as sentence-transformers' fp32 `encode`, 2.19x as
+many 256-token chunks and 2.05x as many queries; transformers' module on the same bf16 weights and batches
+gives 2.24x and 2.14x (the fused forward gained about a third under load, 2-9% idle). Cosine >= 0.9999 to
+fp32, nDCG@10 on bench/data/retrieval equal to fp32's to 0.1 point. What is left is the attention kernel
 (about a quarter of the time at 256 tokens; its softmax does not get faster in bf16) and the bf16 matmuls.
 Rejected after measuring: int8, on speed before quality (torch dynamic quantization gave cosine 0.85 to
 fp32; fbgemm `linear_dynamic` and `torch._int_mm` take 0.6-1.3x the time of the bf16 matmul at MiniLM's
@@ -76,9 +76,10 @@ class EmbedderConfig:
     """bf16 (fast, default) or fp32 (exact)."""
     batch_size: int = 256
     """Most texts per forward pass."""
-    batch_tokens: int = 8192
-    """Most tokens per forward pass, padding included: 32 chunks of 256 tokens, or 256 short queries
-    (bench/rag.py: 32 full chunks per pass beat 64 and 128, and 256 queries beat 32)."""
+    batch_tokens: int = 2048
+    """Most tokens per forward pass, padding included: 8 chunks of 256 tokens, or up to 256 short queries.
+    Measured on the quiet 2-core machine, bf16, ingest chunks: 2048 tokens 2.34x sentence-transformers, 4096
+    2.28x, 8192 1.91x (activations that fit the cache); 256-token chunks 1.9x at any budget."""
     fused: bool = True
     """Run BERT encoders through the fused forward (fused_bert.py); False: transformers' own module."""
     max_tokens: int | None = None
@@ -183,7 +184,7 @@ class HFEmbedder:
         pooling: str = "mean",
         max_tokens: int = 256,
         batch_size: int = 256,
-        batch_tokens: int | None = 8192,
+        batch_tokens: int | None = 2048,
         fused: bool = True,
     ) -> None:
         self.name = name
