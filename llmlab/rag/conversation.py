@@ -17,6 +17,7 @@ import re
 from llmlab.generation.config import GenerationConfig
 from llmlab.rag.answer import Answer, AnswerEngine, Answerer, AnswerStream
 from llmlab.rag.citations import is_not_found
+from llmlab.rag.stores.text_query import STOPWORDS
 
 REWRITE_RULES = (
     "Rewrite the follow-up question so that it can be understood without the conversation: replace words "
@@ -27,15 +28,8 @@ REWRITE_EXAMPLE = (
     "Does installing the app need admin rights?",
 )
 """One worked rewrite shown before the real one: ((question, answer, follow-up), standalone question)."""
-_STOPWORDS = frozenset(
-    re.findall(
-        r"\w+",
-        "the a an and or of to in on for with is are was were be how what why when where which who do does did "
-        "can could should would you it this that they them its my your me we our into onto from about over "
-        "under than then there their these those also some any more most very just only not yes been being "
-        "get use",
-    )
-)
+_STOPWORDS = STOPWORDS | {"also", "get", "onto", "use", "yes"}
+"""Words that carry no topic: the search stop words plus a few a rewrite adds freely."""
 
 
 _QUESTION_WORDS = frozenset(

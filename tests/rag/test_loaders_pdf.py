@@ -178,3 +178,20 @@ def test_reading_order_keeps_justified_text_and_lists_in_place():
     assert reading_order(grid) == (
         "The notation to access the type is\nwritten with a dot and a name for it,\n• first item\n• second item"
     )
+
+
+class _BrokenPage:
+    """A page whose text pypdf cannot extract in either mode (as with some broken font programs)."""
+
+    def extract_text(self, extraction_mode: str = "plain") -> str:
+        raise KeyError(f"/Widths ({extraction_mode})")
+
+
+def test_an_unreadable_page_is_a_warning_naming_both_failures():
+    from llmlab.rag.loaders.pdf import page_text
+
+    warnings: list[str] = []
+    assert page_text(_BrokenPage(), 4, warnings) == ""
+    assert warnings == [
+        "page 4: text extraction failed (KeyError: '/Widths (plain)'; layout mode: KeyError: '/Widths (layout)')"
+    ]

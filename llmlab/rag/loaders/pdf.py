@@ -108,13 +108,17 @@ def page_text(page: Any, number: int = 0, warnings: list[str] | None = None) -> 
     """One page's text in reading order (layout mode read by `reading_order`; plain mode if layout fails)."""
     try:
         return reading_order(page.extract_text(extraction_mode="layout"))
-    except Exception:  # pypdf's layout mode fails on some fonts and matrices; plain mode may still work
-        pass
+    except (
+        Exception
+    ) as err:  # pypdf's layout mode fails on some fonts and matrices; plain mode may still work
+        layout_error = f"{type(err).__name__}: {err}"
     try:
         return str(page.extract_text() or "")
     except Exception as err:  # one unreadable page must not lose the others
         if warnings is not None:
-            warnings.append(f"page {number}: text extraction failed ({type(err).__name__}: {err})")
+            warnings.append(
+                f"page {number}: text extraction failed ({type(err).__name__}: {err}; layout mode: {layout_error})"
+            )
         return ""
 
 
