@@ -43,6 +43,7 @@ bench: venv
 	$(PY) bench/generate.py
 	$(PY) bench/metrics.py
 	$(PY) bench/rag.py
+	$(PY) bench/threads.py
 
 # The llama.cpp comparison: compiles llama-cpp-python (about 5 minutes), then `make bench` reports its ratio.
 bench-llama: venv
