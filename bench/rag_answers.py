@@ -21,7 +21,16 @@ Metrics, per prompt style (same retrieval, same decoding settings):
 EM and F1 are llmlab.evaluation.metrics' (parity-tested against the official SQuAD v1.1 script).
 
 The table prints zero-shot as the reference and few-shot as ours, with the ratio few-shot / zero-shot.
-Usage: python bench/rag_answers.py [--limit N] [--prompts few-shot,zero-shot] [--verbose] [--json FILE]
+
+`--set squad` measures reading comprehension on public data instead (bench/data/squad: the 16 articles of
+SQuAD 2.0's dev half, each article one Markdown document of its paragraphs, and 150 answerable + 50
+unanswerable questions). Each question is asked with `llmlab.rag.answer.ask` and today's defaults, and
+scored with SQuAD's normalisation: EM and token F1 (answerable questions; the best over the gold answers,
+citation markers removed), the share whose gold answer is in the retrieved context (an upper bound for an
+extractive reader), citation precision (of the answers that cite or are attributed to a block: the first
+such block contains a gold answer), and for unanswerable questions the not-found rate.
+Usage: python bench/rag_answers.py [--set guide|squad] [--limit N] [--prompts few-shot,zero-shot]
+       [--verbose] [--json FILE]
 """
 
 from __future__ import annotations
@@ -36,12 +45,15 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from public_data import data_dir
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 warnings.filterwarnings("ignore")
 
 ROOT = Path(__file__).resolve().parents[1]
 QA = Path(__file__).parent / "data" / "qa" / "guide.jsonl"
+SQUAD = data_dir("squad", must_exist=False)  # built by bench/data/squad/build.py
 
 
 # -- the QA set ----------------------------------------------------------------------------------------------
@@ -148,9 +160,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         generation = answer_generation()
         results: dict[str, list[dict[str, Any]]] = {p: [] for p in args.prompts}
         for n, item in enumerate(items, start=1):
-            hits = store.search(item["question"], mode="hybrid", top_k=args.top_k)
+            hits = store.search(item["question"], mode="hybrid", top_k=args.chunks)
             for prompt in args.prompts:
-                config = AnswerConfig(top_k=args.top_k, prompt=prompt, min_relevance=args.min_relevance)
+                config = AnswerConfig(chunks=args.chunks, prompt=prompt, min_relevance=args.min_relevance)
                 answerer = Answerer(store, engine, config, generation)
                 start = time.perf_counter()
                 answer = answerer.stream(item["question"], hits=hits).result()
@@ -171,6 +183,134 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+# -- reading comprehension on SQuAD 2.0 dev (--set squad) ---------------------------------------------------
+
+
+def load_squad(folder: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(articles, questions) of the committed SQuAD subset."""
+
+    def read(name: str) -> list[dict[str, Any]]:
+        lines = (folder / name).read_text(encoding="utf-8").splitlines()
+        return [json.loads(line) for line in lines if line.strip()]
+
+    return read("articles.jsonl"), read("questions.jsonl")
+
+
+def write_articles(articles: list[dict[str, Any]], folder: Path) -> None:
+    """One Markdown file per article: the title as a heading, then its paragraphs."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for n, article in enumerate(articles):
+        body = "\n\n".join(article["paragraphs"])
+        (folder / f"{n:02d}-{article['title'].replace(' ', '_')}.md").write_text(
+            f"# {article['title']}\n\n{body}\n", encoding="utf-8"
+        )
+
+
+def contains_answer(text: str, answers: list[str]) -> bool:
+    from llmlab.evaluation.metrics import normalize_answer
+
+    haystack = f" {normalize_answer(text)} "
+    return any(f" {normalize_answer(a)} " in haystack for a in answers if normalize_answer(a))
+
+
+def score_squad(item: dict[str, Any], answer: Any) -> dict[str, Any]:
+    from llmlab.evaluation.metrics.exact_match import exact_match_score
+    from llmlab.evaluation.metrics.f1 import f1_score
+    from llmlab.rag.citations import strip_citations
+
+    row: dict[str, Any] = {"id": item["id"], "answer": answer.text, "not_found": answer.not_found}
+    if not item["answerable"]:
+        return row
+    text = "" if answer.not_found else strip_citations(answer.text)
+    row["em"] = exact_match_score(text, item["answers"])
+    row["f1"] = f1_score(text, item["answers"])
+    row["retrieved"] = float(any(contains_answer(h.chunk.text, item["answers"]) for h in answer.hits))
+    blocks = list(answer.citations) or [s.block for s in answer.sources]
+    if blocks and not answer.not_found:
+        row["cited_block_has_answer"] = float(
+            contains_answer(answer.hits[blocks[0] - 1].chunk.text, item["answers"])
+        )
+    return row
+
+
+def summarize_squad(rows: list[dict[str, Any]]) -> dict[str, float]:
+    answerable = [r for r in rows if "em" in r]
+    unanswerable = [r for r in rows if "em" not in r]
+    return {
+        "exact match (answerable)": 100 * mean(answerable, "em"),
+        "token F1 (answerable)": 100 * mean(answerable, "f1"),
+        "answer in retrieved context": 100 * mean(answerable, "retrieved"),
+        "citation precision": 100 * mean(answerable, "cited_block_has_answer"),
+        "answers with a cited block": 100
+        * sum("cited_block_has_answer" in r for r in answerable)
+        / max(1, len(answerable)),
+        "not found (unanswerable)": 100 * share(unanswerable, "not_found"),
+        "false not found (answerable)": 100 * share(answerable, "not_found"),
+        "seconds per answer": mean(rows, "seconds"),
+    }
+
+
+def run_squad(args: argparse.Namespace) -> dict[str, Any]:
+    from llmlab.rag.answer import ask, load_engine
+    from llmlab.rag.store import Store
+
+    articles, items = load_squad(Path(args.squad))
+    if args.limit:
+        items = items[: args.limit]
+    n_unanswerable = sum(not i["answerable"] for i in items)
+    print(
+        f"{len(items)} questions ({n_unanswerable} unanswerable) over {len(articles)} SQuAD 2.0 dev articles"
+    )
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        write_articles(articles, Path(tmp) / "articles")
+        store = Store.open(str(Path(tmp) / "squad.sqlite"))
+        report = store.ingest([Path(tmp) / "articles"])
+        print(f"store: {len(report.added)} articles, {report.chunks} chunks", flush=True)
+        retrieval = retrieval_upper_bound(store, [i for i in items if i["answerable"]], args.top_k)
+        print(f"loading {args.model}", flush=True)
+        engine = load_engine(args.model, device="cpu")
+        for n, item in enumerate(items, start=1):
+            start = time.perf_counter()
+            answer = ask(item["question"], store, engine=engine)
+            row = score_squad(item, answer) | {"seconds": time.perf_counter() - start}
+            rows.append(row)
+            if args.verbose:
+                gold = item["answers"] or ["(unanswerable)"]
+                print(f"[{n}/{len(items)}] {item['question']}\n    -> {answer.text!r}  gold {gold[0]!r}")
+            else:
+                print(f"\r{n}/{len(items)} questions", end="", file=sys.stderr, flush=True)
+        store.close()
+    print(file=sys.stderr)
+    return {"results": rows, "summary": summarize_squad(rows) | retrieval}
+
+
+def retrieval_upper_bound(store: Any, items: list[dict[str, Any]], top_k: int) -> dict[str, float]:
+    """Share of answerable questions with a gold answer in the top_k chunks, default search vs plain RRF."""
+    from llmlab.rag.retrieval import SearchConfig
+
+    out = {}
+    for label, config in (
+        ("default", SearchConfig(top_k=top_k)),
+        ("rrf", SearchConfig(top_k=top_k, fusion="rrf")),
+    ):
+        found = [
+            any(
+                contains_answer(h.chunk.text, i["answers"])
+                for h in store.search(i["question"], config=config)
+            )
+            for i in items
+        ]
+        out[f"answer in top-{top_k} chunks, {label} search"] = 100 * sum(found) / max(1, len(found))
+    return out
+
+
+def print_squad(summary: dict[str, float]) -> None:
+    print(f"\n{'metric':32} {'ask() defaults':>16}")
+    for metric, value in summary.items():
+        print(f"{metric:32} {value:16.1f}")
+
+
 def print_table(summary: dict[str, dict[str, float]]) -> None:
     names = list(summary)
     reference = "zero-shot" if "zero-shot" in summary else names[0]
@@ -186,11 +326,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    parser.add_argument("--set", choices=("guide", "squad"), default="guide", help="the question set")
     parser.add_argument("--qa", default=str(QA), help="the QA set (JSONL)")
+    parser.add_argument("--squad", default=str(SQUAD), help="folder of the SQuAD subset (--set squad)")
     parser.add_argument("--docs", default=str(ROOT / "docs"), help="the guide's folder")
     parser.add_argument("--model", default="smollm2-135m-instruct")
     parser.add_argument("--prompts", default="zero-shot,few-shot", help="comma-separated prompt styles")
-    parser.add_argument("--top-k", type=int, default=3, help="chunks in the prompt (AnswerConfig's default)")
+    parser.add_argument("--chunks", type=int, default=3, help="chunks in the prompt (AnswerConfig's default)")
     parser.add_argument("--min-relevance", type=float, default=0.0, help="the relevance gate (0: off)")
     parser.add_argument("--limit", type=int, default=0, help="only the first N questions")
     parser.add_argument("--verbose", action="store_true", help="print every answer")
@@ -198,8 +340,12 @@ def main() -> int:
     args = parser.parse_args()
     args.prompts = [p.strip() for p in args.prompts.split(",") if p.strip()]
     started = time.perf_counter()
-    out = run(args)
-    print_table(out["summary"])
+    if args.set == "squad":
+        out = run_squad(args)
+        print_squad(out["summary"])
+    else:
+        out = run(args)
+        print_table(out["summary"])
     load = os.getloadavg()[0]
     print(
         f"\n{time.perf_counter() - started:.0f} s in all; load average {load:.1f} (timings are noisy when busy)"

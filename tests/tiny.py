@@ -100,3 +100,25 @@ def save_tiny_llama(folder: Path, seed: int = 0) -> Path:
     model.save_pretrained(folder)
     tok.save_pretrained(folder)
     return folder
+
+
+def tiny_bert(vocab_size: int = 320, seed: int = 0, num_labels: int | None = None):
+    """A 2-layer encoder-only BERT with hidden size 64 (a sequence classifier when `num_labels` is given)."""
+    from transformers import BertConfig, BertForSequenceClassification, BertModel
+
+    torch.manual_seed(seed)
+    cfg = BertConfig(
+        vocab_size=vocab_size,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        max_position_embeddings=128,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+        pad_token_id=3,
+    )
+    if num_labels is None:
+        return BertModel(cfg).eval()
+    cfg.num_labels = num_labels
+    return BertForSequenceClassification(cfg).eval()

@@ -39,6 +39,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # what `--nproc N` relaunches under torchrun
     handler = getattr(args, "func", None)
     if handler is None:
         parser.print_help()

@@ -2,8 +2,9 @@
 
 Each config is a small dataclass whose field docstrings (the string literal under a field) are its help text.
 `add_config_arguments` turns the fields into `--flag-name` options; `build_config` merges, in order, the
-dataclass defaults, an optional `--config file.yaml`, and the flags the user actually typed, then constructs
-the dataclass so that its `__post_init__` validation runs once on the final values.
+dataclass defaults, a verb's own defaults (e.g. greedy answers), an optional `--config file.yaml`, and the
+flags the user actually typed, then constructs the dataclass so that its `__post_init__` validation runs once
+on the final values. Every verb layers its settings through these two functions.
 """
 
 from __future__ import annotations
@@ -63,10 +64,22 @@ def _base_type(tp: Any) -> tuple[Any, bool]:
     return tp, False
 
 
-def add_config_arguments(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] = ()) -> None:
-    """Add one `--flag` per dataclass field; unset flags stay absent so defaults and YAML can apply."""
+def add_config_arguments(
+    parser: argparse.ArgumentParser,
+    cls: type,
+    skip: tuple[str, ...] = (),
+    rename: dict[str, str] | None = None,
+) -> None:
+    """Add one `--flag` per dataclass field; unset flags stay absent so defaults and YAML can apply.
+
+    Args:
+        skip: fields that get no flag.
+        rename: field -> flag name, where the field's own name would mean something else on this verb
+            (e.g. `top_k` of a search is `--chunks`, since `--top-k` is always sampling's).
+    """
     hints = typing.get_type_hints(cls)
     docs = field_docs(cls)
+    rename = rename or {}
     for f in dataclasses.fields(cls):
         if f.name in skip or not f.init:
             continue
@@ -91,7 +104,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type, skip: tuple
             kwargs.update(type=tp, metavar=f.name.split("_")[-1].upper())
         else:
             continue
-        parser.add_argument(_flag(f.name), **kwargs)
+        parser.add_argument(_flag(rename.get(f.name, f.name)), **kwargs)
 
 
 def load_yaml_config(path: str | Path) -> dict[str, Any]:
@@ -109,11 +122,11 @@ def load_yaml_config(path: str | Path) -> dict[str, Any]:
     return {str(k).replace("-", "_"): v for k, v in data.items()}
 
 
-def build_config(
-    cls: type[T], args: argparse.Namespace | dict[str, Any], config_path: str | None = None
-) -> T:
-    """Defaults < YAML file < explicit flags, then construct `cls` (which validates)."""
-    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+def config_values(
+    cls: type, args: argparse.Namespace | dict[str, Any], config_path: str | None = None
+) -> dict[str, Any]:
+    """The settings the user chose for `cls`: the `--config` YAML file, then the explicit flags over it."""
+    names = {f.name for f in dataclasses.fields(cls)}
     values: dict[str, Any] = {}
     if config_path:
         loaded = load_yaml_config(config_path)
@@ -125,4 +138,15 @@ def build_config(
         values.update(loaded)
     given = vars(args) if isinstance(args, argparse.Namespace) else args
     values.update({k: v for k, v in given.items() if k in names})
-    return cls(**values)
+    return values
+
+
+def build_config(
+    cls: type[T],
+    args: argparse.Namespace | dict[str, Any],
+    config_path: str | None = None,
+    defaults: dict[str, Any] | None = None,
+) -> T:
+    """Dataclass defaults < `defaults` (the verb's own) < YAML file < explicit flags, then construct `cls`
+    (which validates)."""
+    return cls(**{**(defaults or {}), **config_values(cls, args, config_path)})

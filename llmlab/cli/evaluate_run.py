@@ -1,5 +1,5 @@
-"""`llmlab eval run` (evaluate a model, optionally with a LoRA adapter, on a task) and `llmlab eval compare`
-(runs side by side with paired-bootstrap confidence intervals). Hooked into the `eval` group by `register_run`.
+"""`llmlab eval run` (evaluate a model, optionally with an adapter of any kind, on a task) and `llmlab eval
+compare` (runs side by side with paired-bootstrap confidence intervals). Hooked into the `eval` group by `register_run`.
 """
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from llmlab.cli.args import add_config_arguments, load_yaml_config
+from llmlab.cli.args import add_config_arguments, build_config, config_values
 from llmlab.cli.output import console, err_console, print_json, print_table
-from llmlab.cli.session import add_model_arguments
+from llmlab.cli.session import add_model_arguments, load_engine
 
 SAMPLING_KNOBS = ("temperature", "top_k", "top_p", "min_p", "seed")
 
@@ -37,7 +37,10 @@ def register_run(subparsers: Any) -> None:
     )
     add_model_arguments(run)
     run.add_argument(
-        "--adapter", metavar="DIR", help="a LoRA adapter folder in the PEFT format, merged into the model"
+        "--adapter",
+        metavar="DIR",
+        help="an adapter to evaluate the model with: a training run folder or an adapter folder (LoRA, prompt "
+        "tuning, bottleneck adapters, selective; llmlab's or peft's)",
     )
     run.add_argument("--task", required=True, help="classify, qa, summarize, translate, or a task FILE.yaml")
     run.add_argument(
@@ -94,42 +97,14 @@ def register_run(subparsers: Any) -> None:
 
 
 def generation_config(args: argparse.Namespace, task: Any) -> Any:
-    """Task defaults (greedy, its max_new_tokens and stop strings) < --config YAML < flags."""
+    """Task defaults (greedy unless a sampling knob is set, its max_new_tokens and stop strings) < --config
+    YAML < flags."""
     from llmlab.generation.config import GenerationConfig
 
-    names = {f.name for f in dataclasses.fields(GenerationConfig)}
-    chosen: dict[str, Any] = load_yaml_config(args.config) if args.config else {}
-    unknown = sorted(set(chosen) - names)
-    if unknown:
-        from llmlab.errors import ConfigError
-
-        raise ConfigError(
-            f"{args.config}: unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}"
-        )
-    chosen.update({k: v for k, v in vars(args).items() if k in names})
+    chosen = config_values(GenerationConfig, args, args.config)
     greedy = not any(k in chosen for k in SAMPLING_KNOBS)
-    values = {"greedy": greedy, "max_new_tokens": task.max_new_tokens, "stop": list(task.stop)} | chosen
-    return GenerationConfig(**values)
-
-
-def _load_engine(args: argparse.Namespace) -> tuple[Any, Any]:
-    """(loaded model, engine), with the adapter merged into a copy of the model when --adapter is given."""
-    from llmlab.cli.session import load_engine, needs_conversion
-    from llmlab.generation import Engine
-    from llmlab.models import load_model
-    from llmlab.peft.peft_format import adapter_files, merge_lora_adapter
-
-    if not args.adapter:
-        return load_engine(args)
-    adapter_files(args.adapter)  # a bad folder fails before the (slow) model load
-    message = f"loading {args.model} and merging adapter {args.adapter}"
-    if needs_conversion(args.model):
-        message = f"preparing {args.model} for first use (dequantizing GGUF once, about 30 s)"
-    with err_console.status(message):
-        loaded = load_model(args.model, device=args.device)
-        merged = merge_lora_adapter(loaded.model, args.adapter, inplace=True)
-        engine = Engine(merged, loaded.tokenizer, loaded.kind, args.precision)
-    return loaded, engine
+    defaults = {"greedy": greedy, "max_new_tokens": task.max_new_tokens, "stop": list(task.stop)}
+    return build_config(GenerationConfig, chosen, defaults=defaults)
 
 
 class _Bar:
@@ -180,7 +155,7 @@ def run_eval(args: argparse.Namespace) -> int:
     task = load_task(args.task)
     config = generation_config(args, task)
     items, pool, labels = _items(args, task)
-    loaded, engine = _load_engine(args)
+    loaded, engine = load_engine(args)
     shots_source = args.shots_file or (args.data if args.shots else None)
     info = RunInfo(loaded.name, args.adapter, args.data, shots_source, args.name or "")
     with _Bar(f"evaluating {len(items)} items") as bar:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from llmlab.cli.args import add_config_arguments, build_config
 from llmlab.cli.output import err_console, print_json, write_stream
-from llmlab.cli.session import add_model_arguments, load_engine
+from llmlab.cli.session import add_adapter_argument, add_model_arguments, decode_hooks, load_engine
 
 if TYPE_CHECKING:
     from llmlab.prompting import Example
@@ -32,6 +32,7 @@ def register(subparsers: Any) -> None:
     )
     gen.add_argument("prompt", help='the prompt text, or "-" to read it from standard input')
     add_model_arguments(gen)
+    add_adapter_argument(gen)
     add_config_arguments(gen, GenerationConfig)
     gen.add_argument(
         "--shots", metavar="FILE", help='few-shot examples, JSONL: {"input": ..., "output": ...}'
@@ -53,9 +54,11 @@ def register(subparsers: Any) -> None:
         "chat",
         help="talk with a model: a multi-turn REPL with streaming",
         description="Chat with a model. Commands: /reset (forget the conversation), /set NAME VALUE (e.g. "
-        "/set temperature 0.7), /show (current settings), /system TEXT, /help, /quit. " + DECODING_HELP,
+        "/set temperature 0.7), /show (current settings), /system TEXT, /adapter NAME|off (switch adapters "
+        "given with --adapter), /help, /quit. " + DECODING_HELP,
     )
     add_model_arguments(chat)
+    add_adapter_argument(chat)
     add_config_arguments(chat, GenerationConfig)
     chat.add_argument("--system", help="system message (default: the model's own)")
     chat.add_argument("--json", action="store_true", help="one JSON line per turn, no prompts (for scripts)")
@@ -66,12 +69,23 @@ def register(subparsers: Any) -> None:
 
 
 def _prompt_text(
-    args: argparse.Namespace, examples: list[Example], tokenizer: Any, budget: int
+    args: argparse.Namespace, examples: list[Example], tokenizer: Any, budget: int, kind: str = "decoder-only"
 ) -> tuple[str, int, int]:
     """(rendered prompt, shots kept, shots dropped)."""
     from llmlab.prompting import FewShotPrompt, render
 
     query = sys.stdin.read() if args.prompt == "-" else args.prompt
+    if (
+        kind == "encoder-decoder"
+        and not examples
+        and not args.instruction
+        and not getattr(tokenizer, "chat_template", None)
+    ):
+        return (
+            query,
+            0,
+            0,
+        )  # the encoder reads the source as it is (the "Input: / Output:" layout is a prompt)
     if args.raw:
         prompt = FewShotPrompt(query, args.instruction, examples, args.system)
         rendered = render(prompt, tokenizer, budget, chat=False) if examples or args.instruction else None
@@ -91,8 +105,8 @@ def run_generate(args: argparse.Namespace) -> int:
     examples = load_examples(args.shots) if args.shots else []
     loaded, engine = load_engine(args)
     budget = engine.context_length - config.max_new_tokens
-    text, shots, dropped = _prompt_text(args, examples, loaded.tokenizer, budget)
-    stream = engine.stream(text, config)
+    text, shots, dropped = _prompt_text(args, examples, loaded.tokenizer, budget, loaded.kind)
+    stream = engine.stream(text, config, **decode_hooks(loaded.model))
     for piece in stream:
         if not args.json:
             write_stream(piece)
@@ -132,6 +146,7 @@ def run_chat(args: argparse.Namespace) -> int:
     config = build_config(GenerationConfig, args, args.config)
     loaded, engine = load_engine(args)
     session = ChatSession(engine, loaded.tokenizer, config, args.system)
+    session.precision = args.precision
     if not args.json:
         err_console.print(f"[bold]{loaded.name}[/bold] — type a message; /help for commands, /quit to leave.")
     while True:
@@ -154,25 +169,22 @@ class ChatSession:
     def __init__(self, engine: Any, tokenizer: Any, config: Any, system: str | None):
         self.engine, self.tokenizer, self.config, self.system = engine, tokenizer, config, system
         self.history: list[dict[str, str]] = []
-
-    def messages(self, user: str) -> list[dict[str, str]]:
-        head = [] if self.system is None else [{"role": "system", "content": self.system}]
-        return [*head, *self.history, {"role": "user", "content": user}]
+        self.precision = "auto"
 
     def fit(self, user: str) -> str:
         """Render the conversation, dropping the oldest turns until it leaves room for the answer."""
-        from llmlab.prompting import render_chat
+        from llmlab.prompting import fit_chat
 
         budget = self.engine.context_length - self.config.max_new_tokens
-        while True:
-            text = render_chat(self.tokenizer, self.messages(user))
-            if len(self.engine.encode(text)) <= budget or not self.history:
-                return text
-            self.history = self.history[2:]
-            err_console.print("[dim](dropped the oldest turn to fit the context window)[/dim]")
+        count = lambda text: len(self.engine.encode(text))  # noqa: E731 - what the engine will see
+        text, dropped = fit_chat(self.tokenizer, self.history, user, budget, self.system, count)
+        if dropped:
+            self.history = self.history[2 * dropped :]
+            err_console.print(f"[dim](dropped the oldest {dropped} turn(s) to fit the context window)[/dim]")
+        return text
 
     def turn(self, user: str, as_json: bool, model: str) -> None:
-        stream = self.engine.stream(self.fit(user), self.config)
+        stream = self.engine.stream(self.fit(user), self.config, **decode_hooks(self.engine.model))
         if not as_json:
             write_stream("bot> ")
         for piece in stream:
@@ -199,12 +211,34 @@ class ChatSession:
             self._set(rest, as_json)
         elif name == "show":
             self._say(", ".join(f"{k}={v}" for k, v in dataclasses.asdict(self.config).items()), as_json)
+        elif name == "adapter":
+            self._switch_adapter(rest.strip(), as_json)
         elif name == "system":
             self.system = rest.strip() or None
             self._say(f"system message: {self.system or '(model default)'}", as_json)
         else:
-            self._say("commands: /reset, /set NAME VALUE, /show, /system TEXT, /quit", as_json)
+            self._say(
+                "commands: /reset, /set NAME VALUE, /show, /system TEXT, /adapter NAME|off, /quit", as_json
+            )
         return True
+
+    def _switch_adapter(self, name: str, as_json: bool) -> None:
+        """Make another --adapter active (or none): the engine is rebuilt, the base model is not reloaded."""
+        from llmlab.errors import ConfigError
+        from llmlab.generation import Engine
+        from llmlab.peft import list_adapters, set_active_adapter
+
+        model = self.engine.model
+        loaded = list(list_adapters(model))
+        try:
+            set_active_adapter(model, None if name in ("off", "none") else name)
+        except ConfigError:
+            self._say(
+                f"usage: /adapter NAME|off with NAME one of {', '.join(loaded) or '(none loaded)'}", as_json
+            )
+            return
+        self.engine = Engine(model, self.tokenizer, self.engine.kind, self.precision)
+        self._say(f"adapter: {name if name not in ('off', 'none') else 'off (base model)'}", as_json)
 
     def _set(self, rest: str, as_json: bool) -> None:
         from llmlab.errors import ConfigError

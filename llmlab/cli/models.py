@@ -146,11 +146,12 @@ def model_info(args: argparse.Namespace) -> int:
     import dataclasses
 
     from llmlab.cli.output import console, err_console, print_json
-    from llmlab.models.sizing import SizingConfig, estimate_memory, model_shape
+    from llmlab.models.sizing import SizingConfig, estimate_memory, fit_sizing, model_shape
 
     sizing = build_config(SizingConfig, args)
     config = _prepare(args.model)
     shape = model_shape(config)
+    sizing = fit_sizing(sizing, shape)
     with err_console.status("estimating memory (dry runs on fake tensors)..."):
         estimates = estimate_memory(config, sizing, shape)
     timings = _timings(args.model)

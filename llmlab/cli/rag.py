@@ -33,8 +33,9 @@ if TYPE_CHECKING:
     from llmlab.rag.store import Store
 
 DEFAULT_STORE = "default"
-_GEN_SKIP = ("top_k", "stop_token_ids", "ignore_eos", "logprobs")
-"""Decoding flags left out of the answering verbs: --top-k there is the number of chunks retrieved."""
+_GEN_SKIP = ("stop_token_ids", "ignore_eos", "logprobs")
+"""Decoding flags left out of the answering verbs. --top-k is sampling's there too; --chunks is how many
+chunks are retrieved."""
 
 
 def register(subparsers: Any) -> None:
@@ -136,7 +137,7 @@ def _register_search(sub: Any) -> None:
     search = sub.add_parser("search", help="ranked chunks for a query, with scores (no generation)")
     search.add_argument("query", help="what to search for")
     _add_store(search)
-    add_config_arguments(search, SearchConfig)
+    add_config_arguments(search, SearchConfig, rename={"top_k": "chunks"})
     search.add_argument("--json", action="store_true", help="print JSON instead of a table")
     search.set_defaults(func=run_search)
 
@@ -179,7 +180,7 @@ def make_answerer(args: argparse.Namespace, store: Store) -> Answerer:
     from llmlab.rag.answer import ANSWER_DEFAULTS, AnswerConfig, Answerer
 
     config = build_config(AnswerConfig, args)
-    generation = build_config(GenerationConfig, {**ANSWER_DEFAULTS, **vars(args)})
+    generation = build_config(GenerationConfig, args, defaults=ANSWER_DEFAULTS)
     return Answerer(store, _load_engine(args), config, generation)
 
 
@@ -202,7 +203,7 @@ def stream_answer(stream: AnswerStream, args: argparse.Namespace, root: Path | N
 def run_ask(args: argparse.Namespace) -> int:
     from llmlab.rag.store import Store
 
-    with Store.open(args.store) as store:
+    with Store.open(args.store, create=False) as store:
         answerer = make_answerer(args, store)
         stream_answer(answerer.stream(args.question), args, None)
     return 0
@@ -236,7 +237,7 @@ def run_chat(args: argparse.Namespace) -> int:
     from llmlab.rag.conversation import Conversation
     from llmlab.rag.store import Store
 
-    with Store.open(args.store) as store:
+    with Store.open(args.store, create=False) as store:
         conversation = Conversation(make_answerer(args, store))
         if not args.json:
             err_console.print(
@@ -281,7 +282,7 @@ def run_search(args: argparse.Namespace) -> int:
     from llmlab.rag.store import Store
 
     config = build_config(SearchConfig, args)
-    with Store.open(args.store) as store:
+    with Store.open(args.store, create=False) as store:
         hits = store.search(args.query, config=config)
     if args.json:
         print_json([hit_json(h) for h in hits])
@@ -295,7 +296,7 @@ def run_list(args: argparse.Namespace) -> int:
     from llmlab.rag.stores import llmlab_home
 
     if args.store:
-        with Store.open(args.store) as store:
+        with Store.open(args.store, create=False) as store:
             sources = sorted(store.backend.document_hashes())
             location = store.location
         if args.json:

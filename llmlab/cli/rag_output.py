@@ -8,6 +8,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rich.markup import escape
+
 from llmlab.cli.output import console, err_console, print_table
 
 if TYPE_CHECKING:
@@ -147,8 +149,21 @@ def print_sources(answer: Answer, root: Path | None) -> None:
     for source in answer.sources:
         chunk = source.hit.chunk
         label = source_label(chunk, root) if root else display_path(source_label(chunk))
+        label = escape(label) + (
+            f" [dim]({escape(byline(chunk.metadata))})[/dim]" if byline(chunk.metadata) else ""
+        )
         console.print(f" [bold][{source.block}][/bold] {label}", markup=True, highlight=False)
         console.print(f'     "{shorten(source.snippet, 220)}"', markup=False, style="dim")
+    unsupported = [a.sentence for a in answer.attributions if a.block is None]
+    if unsupported:
+        console.print("[yellow]No passage supports:[/yellow]")
+        for sentence in unsupported:
+            console.print(f'     "{shorten(sentence, 220)}"', markup=False, style="yellow")
+
+
+def byline(metadata: dict[str, str]) -> str:
+    """`Mara Jensen, The Coast Herald, 2024-03-12`: who wrote a source, where and when (what is known)."""
+    return ", ".join(metadata[k] for k in ("author", "site_name", "date") if metadata.get(k))
 
 
 def shorten(text: str, width: int) -> str:
@@ -172,30 +187,55 @@ def trimmed(pieces: Iterable[str]) -> Iterator[str]:
 
 
 def print_hits(hits: list[Any], mode: str) -> None:
-    """A table: rank, score (and each mode's rank, for hybrid), source (never wrapped), the chunk's text."""
+    """A table: rank, score (and each mode's rank, for hybrid), source, the chunk's text. It stays readable in
+    an 80-column terminal: the source column takes at most a third of the width (a long path keeps its end:
+    `…/folder/file.md › Heading`) and the text column at least 24 characters."""
     from rich.table import Table
 
-    from llmlab.rag.answer import source_label
-
+    source_width = max(16, console.width // 3)
     table = Table(title=f"{len(hits)} result(s), mode {mode}", title_justify="left")
-    table.add_column("#", justify="right")
-    table.add_column("score", justify="right")
-    table.add_column("source", no_wrap=True)
-    table.add_column("text", ratio=1)
+    table.add_column("#", justify="right", no_wrap=True)
+    table.add_column("score", justify="right", no_wrap=True)
+    table.add_column("source", max_width=source_width, overflow="fold")
+    table.add_column("text", ratio=1, min_width=24)
     for h in hits:
         score = f"{h.score:.4g}"
         if mode == "hybrid":
             score += "\n" + _scores_text(h.scores)
-        table.add_row(str(h.rank), score, display_path(source_label(h.chunk)), shorten(h.chunk.text, 160))
+        table.add_row(str(h.rank), score, _short_label(h.chunk, source_width - 2), shorten(h.chunk.text, 160))
     console.print(table)
 
 
+def _short_label(chunk: Any, width: int) -> str:
+    """The source label with its path on one line of `width` (its end kept), then page and headings, which
+    wrap at spaces."""
+    from llmlab.rag.answer import source_label
+
+    label = display_path(source_label(chunk))
+    where = display_path(chunk.source)
+    if label.startswith(where):
+        return shorten_start(where, width) + label[len(where) :]
+    return shorten_start(label, 2 * width)
+
+
+def shorten_start(text: str, width: int) -> str:
+    """`text` cut from the start to at most `width` characters, at a `/` when one is near: the end of a path
+    (file name, heading) says more than its beginning."""
+    if len(text) <= width:
+        return text
+    tail = text[len(text) - width + 1 :]
+    cut = tail.find("/")
+    if 0 <= cut < width // 2:
+        tail = tail[cut:]
+    return "…" + tail
+
+
 def _scores_text(scores: dict[str, float]) -> str:
-    """`bm25 #2 dense #1`: where the chunk ranked in each mode that hybrid search fused."""
+    """`bm25 #2` and `dense #1` on two lines: where the chunk ranked in each mode hybrid search fused."""
     parts = [
         f"{name} #{int(scores[name + '_rank'])}" for name in ("bm25", "dense") if name + "_rank" in scores
     ]
-    return " ".join(parts)
+    return "\n".join(parts)
 
 
 def hit_json(hit: Any) -> dict[str, Any]:
@@ -208,5 +248,6 @@ def hit_json(hit: Any) -> dict[str, Any]:
         "source_type": c.source_type,
         "page": c.page,
         "heading_path": list(c.heading_path),
+        "metadata": c.metadata,
         "text": c.text,
     }

@@ -38,15 +38,91 @@ def needs_conversion(model: str) -> bool:
     return resolved.gguf_file is not None and not is_valid(cache_folder(resolved.path))
 
 
+def add_adapter_argument(parser: argparse.ArgumentParser) -> None:
+    """--adapter [NAME=]DIR, repeatable: adapters put on the model unmerged (the first one is active)."""
+    parser.add_argument(
+        "--adapter",
+        dest="adapters",
+        action="append",
+        default=[],
+        metavar="[NAME=]DIR",
+        help="an adapter to run the model with, unmerged: a training run folder, or a folder made by peft "
+        "(LoRA, prompt tuning) or llmlab (also bottleneck adapters, selective); repeatable, the first is "
+        "active (chat: /adapter NAME switches)",
+    )
+
+
+def adapter_specs(specs: list[str]) -> list[tuple[str, str]]:
+    """[(name, folder)] from `NAME=DIR` or `DIR` (named after the folder), names made unique."""
+    from pathlib import Path
+
+    out: list[tuple[str, str]] = []
+    for spec in specs:
+        name, sep, folder = spec.partition("=")
+        if not sep or "/" in name:
+            name, folder = Path(spec.rstrip("/")).name or "adapter", spec
+        while name in {n for n, _ in out}:
+            name += "'"
+        out.append((name, folder))
+    return out
+
+
+def load_adapters(model: Any, specs: list[str]) -> list[str]:
+    """Put the --adapter folders on the model; the first is active. Returns their names."""
+    from llmlab.peft import set_active_adapter
+    from llmlab.peft.checkpoint import load_adapter
+
+    named = adapter_specs(specs)
+    for name, folder in named:
+        info = load_adapter(model, folder, name=name)
+        err_console.print(f"[dim]adapter {name}: {info.method} from {info.source}[/dim]")
+    if named:
+        set_active_adapter(model, named[0][0])
+    return [n for n, _ in named]
+
+
+def decode_hooks(model: Any) -> dict[str, Any]:
+    """Engine keyword arguments the active adapter needs: its soft prompt as `prefix_embeds`."""
+    from llmlab.peft.prompt_tuning import soft_prompt
+
+    prompt = soft_prompt(model)
+    return {} if prompt is None else {"prefix_embeds": prompt}
+
+
 def load_engine(args: argparse.Namespace) -> tuple[Any, Any]:
-    """(LoadedModel, Engine) for the --model/--device/--precision flags, with a spinner while loading."""
+    """(LoadedModel, Engine) for the --model/--device/--precision flags and the verb's adapters, with a
+    spinner while loading. Every verb loads this way: `eval run --adapter DIR` puts one adapter of any kind
+    (LoRA, prompt tuning, bottleneck adapters, selective; an adapter or run folder, llmlab's or peft's) on the
+    model; `generate`/`chat --adapter [NAME=]DIR` put adapters on the model unmerged (the first active)."""
     from llmlab.generation import Engine
+    from llmlab.generation.engine import check_generates
     from llmlab.models import load_model
 
-    message = f"loading {args.model}"
+    adapter = getattr(args, "adapter", None)
+    adapters = getattr(args, "adapters", None) or []
+    if adapter:  # a bad folder fails before the (slow) model load
+        from llmlab.peft.checkpoint import resolve_adapter_folder
+
+        adapter = str(resolve_adapter_folder(adapter))
+    if adapters:
+        from llmlab.peft.checkpoint import resolve_adapter_folder
+
+        for _, folder in adapter_specs(adapters):
+            resolve_adapter_folder(folder)
+    message = f"loading {args.model}" + (f" and adapter {adapter}" if adapter else "")
     if needs_conversion(args.model):
         message = f"preparing {args.model} for first use (dequantizing GGUF once, about 30 s)"
     with err_console.status(message):
         loaded = load_model(args.model, device=args.device)
+        check_generates(loaded)
+        if adapter:
+            from llmlab.peft.checkpoint import load_adapter
+            from llmlab.peft.peft_format import merge_lora_adapter, runs_only_merged
+
+            if runs_only_merged(adapter):  # LoRA on embeddings or GPT-2's Conv1D: merged in place
+                merge_lora_adapter(loaded.model, adapter, inplace=True)
+            else:  # unmerged, any kind; the engine runs it (a soft prompt as a prefix)
+                load_adapter(loaded.model, adapter)
+        load_adapters(loaded.model, adapters)
         engine = Engine.from_loaded(loaded, precision=args.precision)
     return loaded, engine

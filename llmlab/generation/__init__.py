@@ -1,4 +1,5 @@
-"""Decoding: samplers (logits -> token) and the KV-cache engine (prefill, step, stop, stream, batch).
+"""Decoding: samplers (logits -> token), the KV-cache engine (prefill, step, stop, stream, batch) and continuous
+batching (rows join and leave a running batch).
 
 Names are imported lazily so that `llmlab.generation.config` (used to build CLI flags) does not import torch.
 """
@@ -9,11 +10,15 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "Completion": "llmlab.generation.engine",
+    "Batcher": "llmlab.generation.batcher",
+    "Completion": "llmlab.generation.rows",
     "Engine": "llmlab.generation.engine",
+    "Event": "llmlab.generation.rows",
+    "Row": "llmlab.generation.rows",
     "TextStream": "llmlab.generation.engine",
     "GenerationConfig": "llmlab.generation.config",
     "SamplingParams": "llmlab.generation.config",
+    "load_engine": "llmlab.generation.engine",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -71,6 +71,11 @@ class GenerationConfig:
     """Keep going past end-of-sequence tokens (for benchmarks)."""
     logprobs: bool = False
     """Return each generated token's log-probability under the model (before temperature and filters)."""
+    prompt_lookup: bool | None = None
+    """Greedy only: draft tokens by copying them from the prompt and check them all in one forward pass
+    (faster when the answer quotes the prompt). Unset: on where the text stays token-identical (fp32
+    weights); --prompt-lookup also with int8/bf16 weights, where a token can change where two logits
+    nearly tie; --no-prompt-lookup turns it off."""
 
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1:

@@ -9,22 +9,24 @@ and can hold its linear weights in three precisions:
 
 - "fp32": the exact path, equal to transformers (parity: tests/generation/test_fused_llama.py).
 - "bf16": bf16 weights and matmul inputs, fp32 elsewhere.
-- "int8": SmoothQuant-scaled int8 weights and per-token int8 activations (int8.py): 4x fewer weight bytes
-  per token than fp32, perplexity within 2% (tests/generation/test_int8.py, slow).
+- "int8": SmoothQuant-scaled int8 weights and per-token int8 activations (models/int8.py): 4x fewer weight bytes
+  per token than fp32, perplexity within 2% (tests/models/test_int8.py, slow).
 
 Parity: tests/generation/test_engine.py::test_fused_logits_equal_transformers_forward
 """
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 
-from llmlab.generation.int8 import Int8Linear, activation_maxima, int8_supported, smooth_scales
+from llmlab.errors import ConfigError
+from llmlab.models.int8 import Int8Linear, activation_maxima, int8_supported, smooth_scales
 
 Precision = Literal["fp32", "bf16", "int8"]
 Linear = Callable[[torch.Tensor], torch.Tensor]
@@ -61,23 +63,73 @@ class _Layer:
     norm2: torch.Tensor
     gate_up: Linear
     down: Linear
+    sources: dict[str, tuple[Any, ...]] = field(default_factory=dict)
+    """What each linear was built from (`_fingerprint`): a later build reuses it when they are unchanged."""
+
+
+def _fingerprint(*tensors: torch.Tensor | None) -> tuple[Any, ...]:
+    """The tensors, each as (weak reference, in-place version, storage address): equal only for the same live
+    tensors, unchanged (a dead tensor's weak reference never matches; a swapped `.data` changes the address)."""
+    return tuple(None if t is None else (weakref.ref(t), t._version, t.data_ptr()) for t in tensors)
+
+
+def _same(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
+    if len(a) != len(b) or not a:
+        return False
+    for x, y in zip(a, b, strict=True):
+        if (x is None) != (y is None):
+            return False
+        if x is not None and (x[0]() is None or x[0]() is not y[0]() or x[1:] != y[1:]):
+            return False
+    return True
 
 
 class KVCache:
-    """Preallocated keys and values for every layer: (L, B, H_kv, T_max, D); `length` positions are filled."""
+    """Preallocated keys and values for every layer: (L, B, H_kv, T_max, D); `length` positions are filled.
+
+    Rows are left-padded: every row's tokens end at column `length`; the engine's key mask marks padding."""
 
     def __init__(
-        self, layers: int, batch: int, kv_heads: int, max_len: int, head_dim: int, device: torch.device
+        self,
+        layers: int,
+        batch: int,
+        kv_heads: int,
+        max_len: int,
+        head_dim: int,
+        device: torch.device,
+        dtype: torch.dtype = torch.float32,
     ):
         shape = (layers, batch, kv_heads, max_len, head_dim)
-        self.k = torch.zeros(shape, device=device)
-        self.v = torch.zeros(shape, device=device)
+        self.k = torch.zeros(shape, device=device, dtype=dtype)
+        self.v = torch.zeros(shape, device=device, dtype=dtype)
         self.length = 0
+
+    @property
+    def capacity(self) -> int:
+        return self.k.shape[3]
 
     def select(self, rows: torch.Tensor) -> None:
         """Keep only the given batch rows (finished sequences stop costing compute)."""
         self.k = self.k.index_select(1, rows)
         self.v = self.v.index_select(1, rows)
+
+    def trim(self, start: int) -> None:
+        """Drop the first `start` columns (padding in every row): a view, nothing is copied."""
+        self.k, self.v = self.k[:, :, :, start:], self.v[:, :, :, start:]
+        self.length -= start
+
+    @staticmethod
+    def join(a: KVCache, b: KVCache, capacity: int) -> KVCache:
+        """a's rows then b's, right-aligned at column max(a.length, b.length); room for `capacity` columns."""
+        length = max(a.length, b.length)
+        L, Ba, H, _, D = a.k.shape  # (L, B, H_kv, T, D)
+        out = KVCache(L, Ba + b.k.shape[1], H, max(capacity, length), D, a.k.device, a.k.dtype)
+        for rows, part in ((slice(0, Ba), a), (slice(Ba, None), b)):
+            cols = slice(length - part.length, length)
+            out.k[:, rows, :, cols] = part.k[:, :, :, : part.length]
+            out.v[:, rows, :, cols] = part.v[:, :, :, : part.length]
+        out.length = length
+        return out
 
 
 class FusedLlama:
@@ -87,16 +139,33 @@ class FusedLlama:
         precision: "fp32" (exact), "bf16", or "int8" (give `calibration_ids` for SmoothQuant scales).
         calibration_ids: (1, T) token ids of representative text; activation maxima from one fp32 forward
             pass over them set the SmoothQuant scales (a no-op on the maths: only rounding changes).
+        maxima: those activation maxima, already measured (instead of `calibration_ids`).
+        reuse: a FusedLlama built earlier from the same model: its layers whose weights are unchanged (the
+            same tensors, not modified since) are taken over rather than built again.
     """
 
+    layers: list[_Layer]
+    lm_head: Linear
+
     def __init__(
-        self, model: Any, precision: Precision = "fp32", calibration_ids: torch.Tensor | None = None
+        self,
+        model: Any,
+        precision: Precision = "fp32",
+        calibration_ids: torch.Tensor | None = None,
+        maxima: dict[str, torch.Tensor] | None = None,
+        reuse: FusedLlama | None = None,
     ):
         if not supports(model):
             raise ValueError("FusedLlama needs a transformers Llama model")
+        device = next(model.parameters()).device
+        if precision == "int8" and device.type != "cpu":
+            raise ConfigError(
+                f"--precision int8 runs on the CPU only (fbgemm kernels), and the model is on {device}; "
+                "use --precision bf16 or fp32 there"
+            )
         if precision == "int8" and not int8_supported():
-            raise ValueError(
-                "int8 needs fbgemm with VNNI instructions on this CPU; use precision fp32 or bf16"
+            raise ConfigError(
+                "--precision int8 needs fbgemm with VNNI instructions on this CPU; use --precision fp32 or bf16"
             )
         cfg = model.config
         self.precision = precision
@@ -110,18 +179,43 @@ class FusedLlama:
         rotary = inner.rotary_emb
         self.inv_freq = rotary.inv_freq.detach().float()
         self.rope_scale = float(getattr(rotary, "attention_scaling", 1.0))
-        maxima = None
-        if calibration_ids is not None:
+        if maxima is None and calibration_ids is not None:
             maxima = activation_maxima(model, calibration_ids)
+        self.maxima = maxima
+        # An engine rebuilt after an adapter switch: layers built from the same unchanged weights, precision and
+        # calibration are taken over instead of quantized and packed again (int8 packing is the slow part).
+        same = reuse is not None and reuse.precision == precision and reuse.maxima is maxima
+        old = reuse.layers if same and reuse is not None else []
         self.layers = [
-            self._fuse(layer, precision, maxima, f"model.layers.{i}.") for i, layer in enumerate(inner.layers)
+            self._fuse(layer, precision, maxima, f"model.layers.{i}.", old[i] if i < len(old) else None)
+            for i, layer in enumerate(inner.layers)
         ]
         head = model.lm_head
-        self.lm_head = _make_linear(head.weight, head.bias, precision)
+        self.head_sources = _fingerprint(head.weight, head.bias)
+        if same and reuse is not None and _same(reuse.head_sources, self.head_sources):
+            self.lm_head = reuse.lm_head
+        else:
+            self.lm_head = _make_linear(head.weight, head.bias, precision)
         self.device = self.embed.device
 
-    def _fuse(self, layer: Any, precision: Precision, maxima: dict[str, Any] | None, name: str) -> _Layer:
+    def _fuse(
+        self, layer: Any, precision: Precision, maxima: dict[str, Any] | None, name: str, old: _Layer | None
+    ) -> _Layer:
         a, m = layer.self_attn, layer.mlp
+        # What each fused linear is computed from (with smoothing: v rows are scaled by o_proj's scales, up
+        # rows by down_proj's); a linear of `old` built from the same unchanged tensors is reused as it is.
+        sources = {
+            "qkv": _fingerprint(*(t for lin in (a.q_proj, a.k_proj, a.v_proj, a.o_proj) for t in (lin.weight, lin.bias))),
+            "o": _fingerprint(a.o_proj.weight, a.o_proj.bias),
+            "gate_up": _fingerprint(*(t for lin in (m.gate_proj, m.up_proj, m.down_proj) for t in (lin.weight, lin.bias))),
+            "down": _fingerprint(m.down_proj.weight, m.down_proj.bias),
+        }  # fmt: skip
+
+        def linear(part: str, weight: torch.Tensor, bias: torch.Tensor | None) -> Linear:
+            if old is not None and _same(old.sources.get(part, ()), sources[part]):
+                return getattr(old, part)
+            return _make_linear(weight, bias, precision)
+
         qkv_w = torch.cat([a.q_proj.weight, a.k_proj.weight, a.v_proj.weight]).detach().float()
         qkv_b = _cat_bias(a.q_proj, a.k_proj, a.v_proj)
         gu_w = torch.cat([m.gate_proj.weight, m.up_proj.weight]).detach().float()
@@ -148,11 +242,12 @@ class FusedLlama:
             ).reshape(-1)
         return _Layer(
             norm1=norm1,
-            qkv=_make_linear(qkv_w, qkv_b, precision),
-            o=_make_linear(o_w, a.o_proj.bias, precision),
+            qkv=linear("qkv", qkv_w, qkv_b),
+            o=linear("o", o_w, a.o_proj.bias),
             norm2=norm2,
-            gate_up=_make_linear(gu_w, gu_b, precision),
-            down=_make_linear(down_w, m.down_proj.bias, precision),
+            gate_up=linear("gate_up", gu_w, gu_b),
+            down=linear("down", down_w, m.down_proj.bias),
+            sources=sources,
         )
 
     def _value_scales(self, s: torch.Tensor) -> torch.Tensor:
@@ -207,19 +302,15 @@ class FusedLlama:
         for i, layer in enumerate(self.layers):
             h = F.rms_norm(x, (x.shape[-1],), layer.norm1, self.eps)
             qkv = layer.qkv(h)  # (B, S, (H + 2 KV) D)
-            q = qkv[..., : H * D].view(B, S, H, D).transpose(1, 2)
-            k = qkv[..., H * D : (H + KV) * D].view(B, S, KV, D).transpose(1, 2)
+            qk = qkv[..., : (H + KV) * D].view(B, S, H + KV, D).transpose(1, 2)
+            qk = self._rotate(qk, cos, sin)  # q and k heads in one rotation, (B, H + KV, S, D)
+            q, k = qk[:, :H], qk[:, H:]
             v = qkv[..., (H + KV) * D :].view(B, S, KV, D).transpose(1, 2)
-            q, k = self._rotate(q, cos, sin), self._rotate(k, cos, sin)
             cache.k[i, :, :, start:end] = k
             cache.v[i, :, :, start:end] = v
+            keys, values = cache.k[i, :, :, :end], cache.v[i, :, :, :end]
             att = F.scaled_dot_product_attention(
-                q,
-                cache.k[i, :, :, :end],
-                cache.v[i, :, :, :end],
-                attn_mask=attn_mask,
-                is_causal=attn_mask is None and S > 1,
-                enable_gqa=True,
+                q, keys, values, attn_mask=attn_mask, is_causal=attn_mask is None and S > 1, enable_gqa=True
             )  # (B, H, S, D)
             x = x + layer.o(att.transpose(1, 2).reshape(B, S, H * D))
             h = F.rms_norm(x, (x.shape[-1],), layer.norm2, self.eps)

@@ -9,8 +9,8 @@
 The order is the one transformers applies: repetition penalty, temperature, top-k, top-p, min-p. Each filter is a
 pure function on a (B, V) logits tensor that sets removed entries to -inf, matching transformers'
 `RepetitionPenaltyLogitsProcessor`, `TemperatureLogitsWarper`, `TopKLogitsWarper`, `TopPLogitsWarper` and
-`MinPLogitsWarper` exactly. Randomness only comes from explicit, seeded `torch.Generator`s, one per row, so a row
-samples the same tokens whether it runs alone or in a batch.
+`MinPLogitsWarper` exactly. Randomness only comes from explicit, seeded `torch.Generator`s, one per row and on the
+logits' device, so a row samples the same tokens whether it runs alone or in a batch.
 Parity: tests/generation/test_sampling.py::test_filters_match_transformers_processors
 """
 
@@ -104,17 +104,20 @@ def choose_tokens(
     return greedy(processed) if params.is_greedy else sample(processed, generators)
 
 
+def make_generator(seed: int | None, device: str | torch.device = "cpu") -> torch.Generator:
+    """A generator on the logits' device (torch.multinomial needs both on one device), seeded with `seed`,
+    or from the OS's entropy when None."""
+    g = torch.Generator(device=device)
+    if seed is None:
+        g.seed()
+    else:
+        g.manual_seed(seed)
+    return g
+
+
 def make_generators(
     seed: int | None, batch_size: int, device: str | torch.device = "cpu"
 ) -> list[torch.Generator]:
     """One generator per row; row i is seeded with seed + i, so a batch row draws what a single run with
     that seed draws."""
-    gens = []
-    for row in range(batch_size):
-        g = torch.Generator(device=device)
-        if seed is None:
-            g.seed()
-        else:
-            g.manual_seed(seed + row)
-        gens.append(g)
-    return gens
+    return [make_generator(None if seed is None else seed + row, device) for row in range(batch_size)]

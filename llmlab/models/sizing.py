@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -66,8 +66,9 @@ class ModelShape:
 class SizingConfig:
     """What the memory estimates assume."""
 
-    seq_len: int = 512
-    """Tokens per sequence (prompt + generated for inference; training example length)."""
+    seq_len: int | None = None
+    """Tokens per sequence (prompt + generated for inference; training example length); default 512, or
+    the model's context length when that is shorter."""
     batch_size: int = 1
     """Sequences processed together."""
     lora_rank: int = 8
@@ -79,7 +80,7 @@ class SizingConfig:
 
     def __post_init__(self) -> None:
         for flag, value in (
-            ("--seq-len", self.seq_len),
+            ("--seq-len", 1 if self.seq_len is None else self.seq_len),
             ("--batch-size", self.batch_size),
             ("--lora-rank", self.lora_rank),
             ("--virtual-tokens", self.virtual_tokens),
@@ -180,14 +181,35 @@ def kv_cache_bytes(shape: ModelShape, seq_len: int, batch_size: int, bytes_per_v
     return 2 * shape.decoder_layers * batch_size * seq_len * shape.kv_heads * shape.head_dim * bytes_per_value
 
 
-def _check_length(shape: ModelShape, sizing: SizingConfig) -> None:
-    longest = sizing.seq_len + sizing.virtual_tokens
-    if longest > shape.context_length:
+DEFAULT_SEQ_LEN = 512
+
+
+def fit_sizing(sizing: SizingConfig, shape: ModelShape) -> SizingConfig:
+    """The assumptions with `seq_len` set (default: 512, or the model's context length when shorter).
+
+    Raises:
+        ConfigError: --seq-len is longer than the model's context, or --virtual-tokens leave no room.
+    """
+    context = shape.context_length
+    seq_len = min(DEFAULT_SEQ_LEN, context) if sizing.seq_len is None else sizing.seq_len
+    if seq_len > context:
         raise ConfigError(
-            f"--seq-len {sizing.seq_len} (+ {sizing.virtual_tokens} virtual tokens) is longer than the model's "
-            f"context length {shape.context_length}; use --seq-len {shape.context_length - sizing.virtual_tokens}"
-            " or less"
+            f"--seq-len {seq_len} is longer than the model's context length {context}; use --seq-len "
+            f"{context} or less"
         )
+    if sizing.virtual_tokens >= context:
+        raise ConfigError(
+            f"--virtual-tokens {sizing.virtual_tokens} leave no room for text in the model's context length "
+            f"{context}; use --virtual-tokens {context // 4} or less"
+        )
+    return replace(sizing, seq_len=seq_len)
+
+
+def _text_tokens(sizing: SizingConfig, shape: ModelShape) -> int:
+    """Tokens of text beside the virtual tokens in the prompt-tuning row: seq_len, shortened when the
+    virtual tokens would not fit in the context with it."""
+    assert sizing.seq_len is not None
+    return min(sizing.seq_len, shape.context_length - sizing.virtual_tokens)
 
 
 def inference_estimates(
@@ -197,6 +219,8 @@ def inference_estimates(
     import torch
 
     rows = []
+    sizing = fit_sizing(sizing, shape)
+    assert sizing.seq_len is not None
     for label, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
         b = BYTES_PER_VALUE[label]
         run = dry_run.inference_peak(config, dtype, sizing.batch_size, sizing.seq_len)
@@ -222,16 +246,22 @@ def training_estimates(
     """Full fine-tuning, LoRA and prompt tuning, fp32 with AdamW."""
     rows = []
     targets = ",".join(lora_target_names(config, sizing))
-    for method, label, detail in (
-        ("full", "full fine-tune", "all weights"),
-        ("lora", f"LoRA r={sizing.lora_rank}", f"adapters on {targets}"),
-        ("prompt", "prompt tuning", f"{sizing.virtual_tokens} virtual tokens"),
+    sizing = fit_sizing(sizing, shape)
+    assert sizing.seq_len is not None
+    text = _text_tokens(sizing, shape)
+    prompt_detail = f"{sizing.virtual_tokens} virtual tokens"
+    if text < sizing.seq_len:
+        prompt_detail += f" + {text} text tokens (the context holds {shape.context_length})"
+    for method, label, detail, seq_len in (
+        ("full", "full fine-tune", "all weights", sizing.seq_len),
+        ("lora", f"LoRA r={sizing.lora_rank}", f"adapters on {targets}", sizing.seq_len),
+        ("prompt", "prompt tuning", prompt_detail, text),
     ):
         run = dry_run.training_peak(
             config,
             method,  # type: ignore[arg-type]
             sizing.batch_size,
-            sizing.seq_len,
+            seq_len,
             rank=sizing.lora_rank,
             targets=sizing.lora_targets,
             virtual_tokens=sizing.virtual_tokens,
@@ -259,7 +289,7 @@ def estimate_memory(
 ) -> list[MemoryEstimate]:
     """All six scenarios: inference fp32/bf16/int8, full fine-tuning, LoRA, prompt tuning."""
     shape = shape or model_shape(config)
-    _check_length(shape, sizing)
+    sizing = fit_sizing(sizing, shape)
     return inference_estimates(config, shape, sizing) + training_estimates(config, shape, sizing)
 
 

@@ -1,4 +1,5 @@
-"""LoRA adapters in the PEFT format (`adapter_config.json` + `adapter_model.safetensors`), merged into a model.
+"""The peft library's adapter format (`adapter_config.json` + `adapter_model.safetensors`): LoRA merged into a
+model copy (`merge_lora_adapter`), and LoRA and prompt tuning read and written for live, unmerged adapters.
 
     W' = W + scale * B @ A          A: (rank, in), B: (out, rank), scale = alpha / rank  (alpha / sqrt(rank) with
                                     use_rslora); transposed for fan_in_fan_out layers (GPT-2's Conv1D, (in, out))
@@ -11,13 +12,21 @@ Each module's rank comes from its tensors, its alpha from `alpha_pattern` (match
 equals the module name or a dotted suffix of it) or `lora_alpha`.
 
 Merging writes into a deep copy of the model by default (the caller's model is untouched, so base and adapted
-can be evaluated side by side; `inplace=True` saves the copy), and each merged weight becomes a new parameter, so a targeted `lm_head` tied to the
-embeddings does not change the embeddings. Supported: LoRA on Linear, Conv1D and Embedding layers, bias "none".
+can be evaluated side by side; `inplace=True` saves the copy), and each merged weight becomes a new
+parameter, so a targeted `lm_head` tied to the embeddings does not change the embeddings. Supported: LoRA on Linear, Conv1D and Embedding layers, bias "none".
 Not supported (refused with a clear error): other PEFT methods (prompt tuning, IA3, ...), DoRA, LoRA biases,
 `modules_to_save`, layer replication.
 
+Live adapters (checkpoint.py saves and loads through these): LoRA as above, without embedding or Conv1D
+targets (those only merge); PROMPT_TUNING with its `prompt_embeddings` (n, d) tensor — peft's seq2seq adapters
+hold 2n rows of which prompt tuning reads the first n; llmlab writes n rows and num_transformer_submodules 1.
+The config written carries the fields peft needs to rebuild the adapter (task type from the model class,
+`rank_pattern`/`alpha_pattern` for modules whose rank or alpha differ from the most common one, target names
+shortened to the last name parts when those pick exactly the adapted layers).
+
 Parity: tests/peft/test_peft_format.py::test_merged_logits_match_peft_model (logits of an adapter made with the
-real peft library, random non-zero B) and ::test_greedy_generation_matches_merged_peft_model.
+real peft library, random non-zero B) and ::test_greedy_generation_matches_merged_peft_model; live adapters
+both ways: tests/peft/test_adapter_checkpoint.py::test_saved_here_loads_in_peft, ::test_made_by_peft_loads_here.
 """
 
 from __future__ import annotations
@@ -37,7 +46,7 @@ from llmlab.errors import ConfigError, DataError, ModelError
 
 CONFIG_NAME = "adapter_config.json"
 WEIGHTS_NAME = "adapter_model.safetensors"
-_PREFIX = "base_model.model."
+PREFIX = "base_model.model."  # peft's key prefix: PeftModel -> LoraModel -> the model
 _KEY = re.compile(r"^(?P<module>.+)\.(?P<part>lora_A|lora_B|lora_embedding_A|lora_embedding_B)(?:\.weight)?$")
 
 
@@ -154,7 +163,7 @@ def read_adapter_weights(path: str | Path) -> dict[str, LoraWeights]:
         raise DataError(f"cannot read the adapter weights ({e}); re-save the adapter", str(path)) from e
     modules: dict[str, LoraWeights] = {}
     for key, tensor in tensors.items():
-        name = key.removeprefix(_PREFIX)
+        name = key.removeprefix(PREFIX)
         if name.endswith(".base_layer.weight"):
             modules.setdefault(name.removesuffix(".base_layer.weight"), LoraWeights()).base_weight = tensor
             continue
@@ -247,3 +256,153 @@ def _check_shape(name: str, what: str, got: tuple[int, ...], want: tuple[int, ..
             f"adapter module {name}: {what} has shape {got} but the model's weight is {want}; "
             "the adapter was trained on a different base model"
         )
+
+
+# -- live adapters: save and load LoRA and prompt tuning in peft's format ---------------------------------
+
+PEFT_TASK_TYPES = {"decoder-only": "CAUSAL_LM", "encoder-decoder": "SEQ_2_SEQ_LM"}
+
+
+def peft_task_type(model: nn.Module) -> str:
+    """peft's TaskType for a transformers model (it decides how peft's PeftModel runs prompt tuning)."""
+    config = getattr(model, "config", None)
+    if getattr(config, "is_encoder_decoder", False):
+        return "SEQ_2_SEQ_LM"
+    name = type(model).__name__
+    if name.endswith(("ForCausalLM", "LMHeadModel")):
+        return "CAUSAL_LM"
+    for suffix, task in (("ForSequenceClassification", "SEQ_CLS"), ("ForTokenClassification", "TOKEN_CLS")):
+        if name.endswith(suffix):
+            return task
+    return "FEATURE_EXTRACTION"
+
+
+def peft_config_raw(folder: str | Path) -> dict[str, Any]:
+    """The JSON object of a peft `adapter_config.json` (only checked to be an object)."""
+    path = Path(folder) / CONFIG_NAME
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise DataError(f"invalid JSON ({e.msg}); re-save the adapter", f"{path}:{e.lineno}") from e
+    if not isinstance(raw, dict):
+        raise DataError("expected a JSON object", str(path))
+    return raw
+
+
+def lora_peft_files(
+    layers: dict[str, Any], name: str, config: Any, task_type: str, base: str | None
+) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """(adapter_config.json object, tensors) for LoRA adapter `name` of LoRALinear layers {module: layer}."""
+    specs = {module: layer.specs[name] for module, layer in layers.items() if name in layer.specs}
+    tensors: dict[str, torch.Tensor] = {}
+    for module, layer in layers.items():
+        if module in specs:
+            tensors[f"{PREFIX}{module}.lora_A.weight"] = layer.lora_A[name].weight.detach().contiguous()
+            tensors[f"{PREFIX}{module}.lora_B.weight"] = layer.lora_B[name].weight.detach().contiguous()
+    rank = _most_common([s.rank for s in specs.values()])
+    alpha = _most_common([s.alpha for s in specs.values()])
+    raw = {
+        "peft_type": "LORA",
+        "task_type": task_type,
+        "base_model_name_or_path": base,
+        "r": rank,
+        "lora_alpha": alpha,
+        "lora_dropout": float(config.dropout),
+        "use_rslora": bool(config.rslora),
+        "target_modules": short_target_names(list(specs), list(layers)),
+        "rank_pattern": {m: s.rank for m, s in specs.items() if s.rank != rank},
+        "alpha_pattern": {m: s.alpha for m, s in specs.items() if s.alpha != alpha},
+        "bias": "none",
+        "fan_in_fan_out": False,
+        "init_lora_weights": True,
+        "inference_mode": True,
+        "modules_to_save": None,
+        "use_dora": False,
+    }
+    return raw, tensors
+
+
+def prompt_peft_files(
+    prompt: torch.Tensor, model: nn.Module, task_type: str, base: str | None
+) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """(adapter_config.json object, tensors) for a soft prompt (n, d)."""
+    config = getattr(model, "config", None)
+    raw = {
+        "peft_type": "PROMPT_TUNING",
+        "task_type": task_type,
+        "base_model_name_or_path": base,
+        "num_virtual_tokens": int(prompt.shape[0]),
+        "token_dim": int(prompt.shape[1]),
+        # One submodule: peft's seq2seq default (2) keeps decoder rows that prompt tuning never reads.
+        "num_transformer_submodules": 1,
+        "num_attention_heads": getattr(config, "num_attention_heads", None),
+        "num_layers": getattr(config, "num_hidden_layers", None),
+        # The init only matters when training starts; peft's TEXT init would need a tokenizer path to load.
+        "prompt_tuning_init": "RANDOM",
+        "inference_mode": True,
+    }
+    return raw, {"prompt_embeddings": prompt.detach().float().contiguous()}
+
+
+def short_target_names(chosen: list[str], candidates: list[str]) -> list[str]:
+    """Last name parts (q_proj, v_proj) when they pick exactly `chosen` among `candidates`, else full names."""
+    leaves = sorted({m.rsplit(".", 1)[-1] for m in chosen})
+    picked = {c for c in candidates if c.rsplit(".", 1)[-1] in leaves}
+    return leaves if picked == set(chosen) else sorted(chosen)
+
+
+def _most_common(values: list[Any]) -> Any:
+    return max(set(values), key=values.count) if values else None
+
+
+def runs_only_merged(folder: str | Path) -> bool:
+    """Whether `folder` is a peft LoRA adapter on layers only merging handles (an embedding, GPT-2's Conv1D):
+    `merge_lora_adapter` runs it, `load_adapter` refuses it."""
+    folder = Path(folder)
+    if not (folder / CONFIG_NAME).is_file() or not (folder / WEIGHTS_NAME).is_file():
+        return False
+    try:
+        raw = json.loads((folder / CONFIG_NAME).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False  # load_adapter reports what is wrong with the file
+    if not isinstance(raw, dict) or raw.get("peft_type") != "LORA":
+        return False
+    if raw.get("fan_in_fan_out"):
+        return True
+    modules = read_adapter_weights(folder / WEIGHTS_NAME)
+    return any(w.embedding or w.base_weight is not None for w in modules.values())
+
+
+def read_lora_for_loading(folder: Path) -> tuple[LoraAdapterConfig, dict[str, LoraWeights], dict[str, Any]]:
+    """Config, per-module weights and raw JSON of a peft LoRA adapter that can run live (unmerged)."""
+    config_path, weights_path = adapter_files(folder)
+    config = read_adapter_config(config_path)
+    modules = read_adapter_weights(weights_path)
+    for module, weights in modules.items():
+        if weights.embedding or weights.base_weight is not None or config.fan_in_fan_out:
+            raise ConfigError(
+                f"{folder}: LoRA on {module} (an embedding or a GPT-2 Conv1D layer) cannot run unmerged in "
+                "llmlab yet; merge it into the base model with `llmlab peft merge` instead"
+            )
+        if weights.A is None or weights.B is None:
+            raise ModelError(
+                f"adapter module {module} has only one of its two LoRA matrices; re-save the adapter"
+            )
+    return config, modules, peft_config_raw(folder)
+
+
+def read_prompt_for_loading(folder: Path) -> tuple[int, torch.Tensor]:
+    """(number of virtual tokens, the soft prompt (n, d)) of a peft PROMPT_TUNING adapter."""
+    from safetensors.torch import load_file
+
+    _, weights_path = adapter_files(folder)
+    raw = peft_config_raw(folder)
+    try:
+        n = int(raw["num_virtual_tokens"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise DataError("a prompt-tuning config needs num_virtual_tokens", str(folder / CONFIG_NAME)) from e
+    tensors = load_file(str(weights_path))
+    if "prompt_embeddings" not in tensors:
+        raise DataError(f"no prompt_embeddings tensor (found {', '.join(tensors)})", str(weights_path))
+    # Seq2seq adapters made by peft hold n encoder rows then n decoder rows; prompt tuning reads the first n.
+    return n, tensors["prompt_embeddings"][:n]

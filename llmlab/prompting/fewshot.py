@@ -13,7 +13,7 @@ template; for base models they are laid out as plain text:
     Output:
 
 When the rendered prompt would not fit the token budget, examples are dropped from the end, one at a time,
-never the instruction or the query; `Rendered.dropped` reports how many.
+never the instruction or the query (budget.py); `Rendered.dropped` reports how many.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from llmlab.errors import ConfigError
+from llmlab.prompting.budget import count_tokens, fit_to_budget
 from llmlab.prompting.chat import Message, has_chat_template, render_chat
 
 
@@ -91,15 +91,17 @@ def render(
     """
     use_chat = has_chat_template(tokenizer) if chat is None else chat
     total = len(prompt.examples)
-    for k in range(total, -1, -1):
-        text = render_chat(tokenizer, prompt.messages(k)) if use_chat else prompt.plain_text(k)
-        tokens = len(tokenizer(text, add_special_tokens=False)["input_ids"])
-        if max_tokens is None or tokens <= max_tokens:
-            return Rendered(text, tokens, k, total - k)
-    raise ConfigError(
-        f"the instruction and query alone are {tokens} tokens, more than the budget of {max_tokens}; "
-        "shorten them or raise the budget"
+    fitted = fit_to_budget(
+        lambda k: render_chat(tokenizer, prompt.messages(k)) if use_chat else prompt.plain_text(k),
+        total,
+        max_tokens,
+        lambda text: count_tokens(tokenizer, text),
+        too_long=lambda tokens, _: (
+            f"the instruction and query alone are {tokens} tokens, more than the budget of {max_tokens}; "
+            "shorten them or raise the budget"
+        ),
     )
+    return Rendered(fitted.text, fitted.tokens, fitted.kept, total - fitted.kept)
 
 
 def load_examples(path: str | Path) -> list[Example]:

@@ -28,7 +28,7 @@ from collections.abc import Callable
 from typing import Any
 
 from llmlab.errors import ConfigError
-from llmlab.rag.types import Chunk, Document
+from llmlab.rag.types import Chunk, Document, cited_metadata
 
 DEFAULT_CHUNK_TOKENS = 200
 DEFAULT_OVERLAP_TOKENS = DEFAULT_CHUNK_TOKENS // 5
@@ -87,6 +87,7 @@ def chunk_document(
                     start=start,
                     end=end,
                     title=document.title,
+                    metadata=cited_metadata(document.metadata),
                 )
             )
     return chunks

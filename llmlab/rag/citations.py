@@ -3,14 +3,20 @@ and attribute each answer sentence to the context chunk that supports it best.
 
     answer -> sentences s_1..s_m (citation markers stripped)
     chunk j -> passages p_j1..p_jn (its sentences and lines)
-    support(s_i, j) = max_k cos(E(s_i), E(p_jk))          E: the store's embedder (unit vectors)
+    support(s_i, j) = max_k cos(E(s_i), E(p_jk)) over passages p_jk holding the key terms of s_i
     source(s_i) = argmax_j support(s_i, j)   if the max >= min_support, else unsupported
+    key terms: every number of s_i, and one of its names if it has any (`code`, snake_case, --flags,
+               top-p, E-204)
 
 The sources shown are the chunks that support at least one sentence, so they never depend on the model's
 numbering alone: a cited number that names no context block is dropped and reported, and a sentence's
 citation only breaks near-ties (within `CITED_MARGIN`) in favour of the chunk the model named. Passage-level
 maxima (rather than one vector per chunk) keep a one-sentence answer from being diluted by a long chunk, and
-give the supporting snippet shown next to each source.
+give the supporting snippet shown next to each source. Closeness in meaning alone would let "top-p sets the
+number of tokens" borrow a passage about min-p, or "1.5 to 2.5 bar" a passage that says 1 to 1.5 bar: a
+passage only supports a sentence when it also holds the sentence's numbers (compared as numbers) and, when
+the sentence names things, one of those names (`_` and `-` alike), so a quote shown as a source never
+contradicts the sentence's numbers or speaks of something else.
 Tests: tests/rag/test_answer_citations.py.
 """
 
@@ -22,10 +28,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from llmlab.prompting.grounded import NOT_FOUND  # noqa: F401 - the reply is_not_found detects
 from llmlab.rag.types import Hit
-
-NOT_FOUND = "I don't know based on the documents."
-"""The fixed reply the prompt asks for when the context does not hold the answer."""
 
 CITED_MARGIN = 0.03
 """A sentence's own citation wins over the best-scoring chunk when its support is within this margin."""
@@ -133,6 +137,57 @@ def passages(text: str, min_words: int = 3) -> list[str]:
     return pieces or [" ".join(text.split())]
 
 
+_NUMBER = re.compile(r"(?<![\w.])\d+(?:[.,]\d+)*")
+_TERM = re.compile(r"`([^`\n]+)`|(?<![\w-])(--?[A-Za-z][\w-]*|\w+(?:[_-]\w+)+)")
+
+
+def _number(text: str) -> str:
+    """A number as compared: thousands separators dropped, trailing decimal zeros too ("2.0" == "2")."""
+    if re.fullmatch(r"\d{1,3}(?:,\d{3})+(?:\.\d+)?", text):
+        text = text.replace(",", "")
+    if "." in text and "," not in text:
+        text = text.rstrip("0").rstrip(".")
+    return text
+
+
+def _identifier_text(text: str) -> str:
+    """Lower case, no backticks, `_` as `-`, no leading dashes on words: `--max_depth` -> `max-depth`."""
+    text = text.lower().replace("`", "").replace("_", "-")
+    return re.sub(r"(?<![\w-])-+(?=[a-z])", "", text)
+
+
+def _is_identifier(word: str) -> bool:
+    """snake_case, --flags, and hyphenated names with a digit or a one-letter part (top-p, E-204); not
+    ordinary hyphenated words (few-shot)."""
+    if "_" in word or word.startswith("-"):
+        return True
+    parts = word.split("-")
+    return any(len(p) == 1 or any(c.isdigit() for c in p) for p in parts)
+
+
+def key_terms(sentence: str) -> set[str]:
+    """The numbers and identifiers of a sentence, as a supporting passage must hold them."""
+    text = strip_citations(sentence)
+    terms = {"#" + _number(n) for n in _NUMBER.findall(text)}
+    for code, word in _TERM.findall(text):
+        if code or _is_identifier(word):
+            terms.add(_identifier_text(code or word).strip())
+    return terms - {"", "#"}
+
+
+def holds_terms(passage: str, terms: set[str]) -> bool:
+    """True when `passage` holds every number of `terms` (by value) and, if `terms` has names, at least one
+    of them (as a whole word): a wrong number is a wrong answer, and a passage that mentions nothing the
+    sentence names is about something else. (All names would be too strict: one answer sentence often joins
+    two facts, "`LLMLAB_CACHE` ... and `LLMLAB_HOME` ...", from two passages.)"""
+    numbers = {t for t in terms if t.startswith("#")}
+    names = terms - numbers
+    if numbers and not numbers <= {"#" + _number(n) for n in _NUMBER.findall(passage)}:
+        return False
+    text = _identifier_text(passage)
+    return not names or any(re.search(r"(?<![\w-])" + re.escape(name) + r"(?![\w-])", text) for name in names)
+
+
 @dataclass
 class Attribution:
     """Which context block supports one answer sentence, how well, and the passage that does."""
@@ -166,17 +221,31 @@ def attribute(answer: str, hits: Sequence[Hit], embed: Embed, min_support: float
     out = []
     for i, sentence in enumerate(sentences):
         cited, _ = validate_citations(parse_citations(sentence), len(hits))
-        out.append(_attribute_one(sentence, sims[i], owner, flat, cited, min_support))
+        terms = key_terms(sentence)
+        holding = np.array([holds_terms(p, terms) for p in flat])
+        out.append(_attribute_one(sentence, sims[i], holding, owner, flat, cited, min_support))
     return out
 
 
 def _attribute_one(
-    sentence: str, sims: np.ndarray, owner: np.ndarray, flat: list[str], cited: list[int], min_support: float
+    sentence: str,
+    sims: np.ndarray,
+    holding: np.ndarray,
+    owner: np.ndarray,
+    flat: list[str],
+    cited: list[int],
+    min_support: float,
 ) -> Attribution:
+    """The best passage among those holding the sentence's key terms (`holding`, bool per passage)."""
+    if not holding.any():
+        return Attribution(sentence, None, float(sims.max()), "", cited)
+    sims = np.where(holding, sims, -np.inf)
     best = int(np.argmax(sims))
     block, score = int(owner[best]) + 1, float(sims[best])
     for number in cited:  # the model's own citation breaks near-ties
-        mine = np.flatnonzero(owner == number - 1)
+        mine = np.flatnonzero((owner == number - 1) & holding)
+        if not len(mine):
+            continue
         j = int(mine[np.argmax(sims[mine])])
         if number != block and float(sims[j]) >= score - CITED_MARGIN:
             best, block, score = j, number, float(sims[j])

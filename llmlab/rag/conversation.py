@@ -3,8 +3,8 @@
     turn 1: "How do I ingest a folder?"                 -> retrieve for the question as asked
     turn 2: "And can it skip some files?"  -> rewrite -> "Can ingesting a folder skip some files?" -> retrieve
 
-The rewrite is asked of the same model with a short prompt (REWRITE_RULES and one worked example) and
-checked (`clean_rewrite`); when it is empty or garbage, the query is the previous question followed by the
+The rewrite is asked of the same model with a short prompt (prompting/grounded.py: REWRITE_RULES and one
+worked example) and checked (`clean_rewrite`); when it is empty or garbage, the query is the previous question followed by the
 follow-up, which keeps the earlier topic in the words BM25 and the embedder see. The answer prompt holds the
 retrieved documents and that standalone query as the question (not the whole chat), so a small model's
 context stays short. Tests: tests/rag/test_answer.py (scripted rewrites, good and garbage).
@@ -14,20 +14,16 @@ from __future__ import annotations
 
 import re
 
+from llmlab.errors import ConfigError
 from llmlab.generation.config import GenerationConfig
+from llmlab.prompting.budget import count_tokens, fit_to_budget
+from llmlab.prompting.grounded import render_rewrite
 from llmlab.rag.answer import Answer, AnswerEngine, Answerer, AnswerStream
 from llmlab.rag.citations import is_not_found
 from llmlab.rag.stores.text_query import STOPWORDS
 
-REWRITE_RULES = (
-    "Rewrite the follow-up question so that it can be understood without the conversation: replace words "
-    "like it, this, that and they with what they refer to. Reply with the rewritten question only."
-)
-REWRITE_EXAMPLE = (
-    ("How do I install the app?", "Run the installer [1].", "Does it need admin rights?"),
-    "Does installing the app need admin rights?",
-)
-"""One worked rewrite shown before the real one: ((question, answer, follow-up), standalone question)."""
+REWRITE_TOKENS = 40
+"""New tokens allowed for a rewrite (one question)."""
 _STOPWORDS = STOPWORDS | {"also", "get", "onto", "use", "yes"}
 """Words that carry no topic: the search stop words plus a few a rewrite adds freely."""
 
@@ -76,36 +72,32 @@ def clean_rewrite(candidate: str, previous: str, follow_up: str, answer: str = "
     return line
 
 
-def rewrite_prompt(tokenizer: object, previous: str, answer: str, follow_up: str) -> str:
-    from llmlab.prompting import has_chat_template, render_chat
-
-    def turn(previous: str, answer: str, follow_up: str) -> str:
-        return f"{REWRITE_RULES}\n\nQuestion: {previous}\nAnswer: {answer}\nFollow-up question: {follow_up}"
-
-    example, rewritten = REWRITE_EXAMPLE
-    if has_chat_template(tokenizer):
-        messages = [
-            {"role": "user", "content": turn(*example)},
-            {"role": "assistant", "content": rewritten},
-            {"role": "user", "content": turn(previous, answer, follow_up)},
-        ]
-        return render_chat(tokenizer, messages)
-    return f"{turn(*example)}\nRewritten question: {rewritten}\n\n{turn(previous, answer, follow_up)}\nRewritten question:"
-
-
 def rewrite_query(engine: AnswerEngine, previous: str, answer: str, follow_up: str) -> tuple[str, bool]:
     """A standalone search query for `follow_up` after the turn (`previous`, `answer`).
 
+    The rewrite prompt (prompting/grounded.py) drops its worked example, then the previous answer, when it
+    does not fit the context window with room for the rewrite.
+
     Returns:
         (query, True) with the model's rewrite, or (previous + " " + follow_up, False) when the rewrite is
-        unusable (see `clean_rewrite`).
+        unusable (see `clean_rewrite`) or the prompt cannot fit.
     """
-    config = GenerationConfig(max_new_tokens=40, greedy=True, stop=["\n"])
-    prompt = rewrite_prompt(engine.tokenizer, previous, answer, follow_up)
-    rewritten = clean_rewrite("".join(engine.stream(prompt, config)), previous, follow_up, answer)
-    if rewritten is None:
-        return f"{previous} {follow_up}", False
-    return rewritten, True
+    fallback = f"{previous} {follow_up}", False
+    config = GenerationConfig(max_new_tokens=REWRITE_TOKENS, greedy=True, stop=["\n"])
+    tokenizer = engine.tokenizer
+    try:
+        fitted = fit_to_budget(
+            lambda k: render_rewrite(
+                tokenizer, previous, answer if k else None, follow_up, with_example=k == 2
+            ),
+            2,
+            engine.context_length - REWRITE_TOKENS,
+            lambda text: count_tokens(tokenizer, text),
+        )
+    except ConfigError:
+        return fallback
+    rewritten = clean_rewrite("".join(engine.stream(fitted.text, config)), previous, follow_up, answer)
+    return fallback if rewritten is None else (rewritten, True)
 
 
 class Conversation:

@@ -23,7 +23,7 @@ fp32, nDCG@10 on bench/data/retrieval equal to fp32's to 0.1 point. What is left
 (about a quarter of the time at 256 tokens; its softmax does not get faster in bf16) and the bf16 matmuls.
 Rejected after measuring: int8, on speed before quality (torch dynamic quantization gave cosine 0.85 to
 fp32; fbgemm `linear_dynamic` and `torch._int_mm` take 0.6-1.3x the time of the bf16 matmul at MiniLM's
-shapes, and 2.5-5x once activations are quantized per token as generation/int8.py does for SmoothQuant),
+shapes, and 2.5-5x once activations are quantized per token as models/int8.py does for SmoothQuant),
 and attention as explicit bf16 matmuls (3-5x slower than torch's flash kernel).
 """
 
@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     import torch
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-    from llmlab.rag.fused_bert import FusedBert
+    from llmlab.models.fused_bert import FusedBert
 
 Precision = Literal["bf16", "fp32"]
 PRECISIONS: tuple[str, ...] = ("bf16", "fp32")
@@ -164,7 +164,7 @@ def _fused_forward(model: PreTrainedModel) -> FusedBert | None:
     """The fused forward in the model's precision for a BERT model; None for other encoders."""
     import torch
 
-    from llmlab.rag.fused_bert import FusedBert, supports
+    from llmlab.models.fused_bert import FusedBert, supports
 
     if not supports(model):
         return None

@@ -23,9 +23,10 @@ from typing import Literal
 
 import numpy as np
 
-from llmlab.errors import ConfigError, DataError
+from llmlab.errors import ConfigError, DataError, MissingDependencyError
 from llmlab.rag.chunking import DEFAULT_CHUNK_TOKENS, check_sizes, chunk_document
 from llmlab.rag.embedding import Embedder
+from llmlab.rag.loaders.ocr import check_ocr_mode
 from llmlab.rag.stores.protocol import VectorStore
 from llmlab.rag.types import Chunk, Document
 
@@ -54,6 +55,9 @@ class IngestConfig:
     """Refuse (report as failed) files and web pages larger than this many MiB."""
     max_pdf_pages: int = 5000
     """Refuse PDFs with more pages than this."""
+    ocr: Literal["auto", "always", "never"] = "auto"
+    """OCR for PDF pages: auto reads pages without a text layer (scans) when the ocr extra is installed,
+    always reads every page, never reads none."""
     max_depth: int = 2
     """Link depth followed when crawling a URL."""
     max_pages: int = 100
@@ -67,6 +71,7 @@ class IngestConfig:
         )
         if self.batch_chunks < 1:
             raise ConfigError(f"--batch-chunks must be at least 1, got {self.batch_chunks}")
+        check_ocr_mode(self.ocr)
         if not self.max_file_mb > 0 or self.max_pdf_pages < 1:
             raise ConfigError(
                 f"--max-file-mb must be > 0 and --max-pdf-pages >= 1, got {self.max_file_mb} and "
@@ -216,9 +221,13 @@ def _ingest_files(run: _Run, files: Sequence[Path]) -> None:
                 pdf_password=run.config.pdf_password,
                 max_bytes=run.config.max_bytes,
                 max_pdf_pages=run.config.max_pdf_pages,
+                ocr=run.config.ocr,
             )
         except DataError as e:
             run.fail(source, str(e))
+            continue
+        except MissingDependencyError as e:  # --ocr always without the ocr extra
+            run.fail(source, f"{source}: {e}")
             continue
         except Exception as e:  # a loader bug must not cost the rest of the batch: report it with the file
             run.fail(source, f"{source}: unexpected {type(e).__name__} while loading: {e}")

@@ -49,16 +49,24 @@ class Store:
             self._config = EmbedderConfig(model=DEFAULT_EMBEDDER)
 
     @classmethod
-    def open(cls, name_or_url: str, *, embedder: str | Embedder | EmbedderConfig | None = None) -> Store:
+    def open(
+        cls,
+        name_or_url: str,
+        *,
+        embedder: str | Embedder | EmbedderConfig | None = None,
+        create: bool = True,
+    ) -> Store:
         """Open or create the store named by a `--store` value (name, .sqlite/.db path, postgresql:// URL).
 
         Args:
             embedder: a model name or folder, an `EmbedderConfig`, or a loaded `Embedder`; default: the one
                 the store was built with, else minilm-l6.
+            create: False to refuse a store that does not exist (ConfigError naming the stores there are)
+                rather than create an empty one; reading commands open stores this way.
         """
         if isinstance(embedder, str):
             embedder = EmbedderConfig(model=embedder)
-        return cls(open_store(name_or_url), embedder)
+        return cls(open_store(name_or_url, create=create), embedder)
 
     @property
     def location(self) -> str:

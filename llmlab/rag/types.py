@@ -19,6 +19,9 @@ from typing import Literal
 
 SourceType = Literal["pdf", "html", "markdown", "text", "docx", "web"]
 
+CITED_METADATA: tuple[str, ...] = ("author", "date", "site_name", "language")
+"""Document metadata every chunk carries (stored once per document, joined on read), shown with sources."""
+
 
 @dataclass
 class Unit:
@@ -61,6 +64,13 @@ class Chunk:
     """Character offset of the chunk in its unit's text."""
     end: int = 0
     title: str = ""
+    metadata: dict[str, str] = field(default_factory=dict)
+    """The document's author, date, site_name and language, where known (CITED_METADATA)."""
+
+
+def cited_metadata(metadata: dict[str, str]) -> dict[str, str]:
+    """The CITED_METADATA fields of a document's metadata, in that order."""
+    return {key: metadata[key] for key in CITED_METADATA if metadata.get(key)}
 
 
 @dataclass

@@ -75,10 +75,31 @@ def test_search_table_and_json(capsys, kb):
     hits = json.loads(out)
     assert code == 0 and Path(hits[0]["source"]).name == "bakery.md" and hits[0]["rank"] == 1
     assert set(hits[0]["scores"]) == {"bm25", "bm25_rank"}
-    code, out, _ = run(capsys, "rag", "search", "bread oven", "--store", "kb", "--top-k", "1")
+    code, out, _ = run(capsys, "rag", "search", "bread oven", "--store", "kb", "--chunks", "1")
     assert code == 0 and "1 result(s), mode hybrid" in out and "docs/bakery.md › Bakery" in out
     code, _, err = run(capsys, "rag", "search", "x", "--store", "kb", "--mode", "fuzzy")
     assert code == 2 and "error: --mode must be one of hybrid, dense, bm25, got 'fuzzy'" in err
+
+
+def test_search_table_stays_readable_at_80_columns(capsys, kb, monkeypatch, tiny_bert_folder):  # noqa: F811
+    """Long source paths used to take the whole width (rank, score and text squeezed to nothing): now the
+    source keeps its end within a third of the width and every column keeps its content."""
+    from llmlab.cli.output import console
+
+    deep = kb / "a" / "very" / "long" / "path" / "to" / "some" / "project" / "documentation" / "folder"
+    write_docs(deep)
+    code, _, _ = run(
+        capsys, "rag", "ingest", str(kb / "a"), "--store", "deep", "--embedder", str(tiny_bert_folder)
+    )
+    monkeypatch.setattr(console, "width", 80)
+    code, out, _ = run(capsys, "rag", "search", "bread oven flour", "--store", "deep")
+    lines = out.splitlines()
+    assert code == 0 and max(len(line) for line in lines) <= 80
+    assert all(name in lines[2] for name in ("#", "score", "source", "text"))
+    first = "\n".join(lines[4:9])
+    assert "│ …/folder/bakery.md ›" in first and "│ Bakery " in first and "bm25 #1" in first
+    text_column = [line.split("│")[4] for line in lines[4:9] if line.count("│") == 5]
+    assert len(text_column[0].strip()) >= 24 and "Bread bakes" in text_column[0]
 
 
 def test_list_stores_and_documents(capsys, kb):
@@ -104,7 +125,7 @@ def test_ask_streams_the_answer_then_sources(capsys, kb, monkeypatch, tiny_tok):
 def test_ask_json_show_context_and_decoding_flags(capsys, kb, monkeypatch, tiny_tok):
     engine = fake_engine(monkeypatch, tiny_tok, [BREAD + " Also [5]."])
     code, out, _ = run(
-        capsys, "rag", "ask", "How long does bread bake?", "--store", "kb", "--json", "--top-k", "2",
+        capsys, "rag", "ask", "How long does bread bake?", "--store", "kb", "--json", "--chunks", "2",
         "--prompt", "zero-shot", "--temperature", "0.3", "--no-greedy", "--seed", "4", "--max-new-tokens", "20",
     )  # fmt: skip
     data = json.loads(out)
@@ -115,7 +136,9 @@ def test_ask_json_show_context_and_decoding_flags(capsys, kb, monkeypatch, tiny_
     assert (config.temperature, config.greedy, config.seed, config.max_new_tokens) == (0.3, False, 4, 20)
     assert "<|im_start|>assistant\nAt 9 am [1].<|im_end|>" not in engine.prompts[0]  # zero-shot
     fake_engine(monkeypatch, tiny_tok, [BREAD])
-    code, out, _ = run(capsys, "rag", "ask", "bread?", "--store", "kb", "--show-context", "--top-k", "1")
+    code, out, _ = run(
+        capsys, "rag", "ask", "bread?", "--store", "kb", "--show-context", "--chunks", "1", "--mode", "bm25"
+    )
     assert code == 0 and out.startswith("context [1] docs/bakery.md › Bakery  (score ")
     assert "# Bakery\n\nBread bakes in the oven for 40 minutes. Use strong flour for bread.\n" in out
 
@@ -133,8 +156,70 @@ def test_ask_not_found_and_unsupported(capsys, kb, monkeypatch, tiny_tok):
     assert out.endswith("\n\nNo passage in the documents supports this answer; treat it with care.\n")
 
 
+def test_a_sentence_no_passage_supports_is_said_so_not_given_a_source(capsys, kb, monkeypatch, tiny_tok):
+    """The second sentence states a number no passage holds: it gets no quote; the CLI names it instead."""
+    fake_engine(
+        monkeypatch, tiny_tok, [BREAD + " The oven runs at 220 degrees [1].", "It bakes at 220 degrees [1]."]
+    )
+    code, out, _ = run(capsys, "rag", "ask", "How long does bread bake?", "--store", "kb", "--mode", "bm25")
+    assert code == 0 and out.endswith(
+        'Sources\n [1] docs/bakery.md › Bakery\n     "Bread bakes in the oven for 40 minutes."\n'
+        'No passage supports:\n     "The oven runs at 220 degrees [1]."\n'
+    ), out
+    code, out, _ = run(capsys, "rag", "ask", "How hot is the oven?", "--store", "kb", "--mode", "bm25")
+    assert out.endswith("\n\nNo passage in the documents supports this answer; treat it with care.\n")
+    assert "Sources" not in out
+
+
+def test_chunks_and_sampling_top_k_are_two_flags(capsys, kb, monkeypatch, tiny_tok):
+    """--chunks sets how many chunks are retrieved, --top-k only sampling's top-k; neither touches the other,
+    and an answer's decoding settings are exactly the answering defaults unless a decoding flag is given."""
+    from llmlab.rag.answer import answer_generation
+
+    for verb in (
+        ["rag", "ask", "How long does bread bake?", "--store", "kb"],
+        ["ask", "How long does bread bake?"],
+    ):
+        if verb[0] == "ask":
+            monkeypatch.setenv("LLMLAB_DOCS", str(kb / "docs"))
+        engine = fake_engine(monkeypatch, tiny_tok, [BREAD] * 3)
+        code, out, err = run(capsys, *verb, "--json", "--top-k", "5")
+        data = json.loads(out)
+        assert code == 0 and len(data["context"]) == 3, err  # the default number of chunks
+        assert engine.configs[0] == answer_generation(top_k=5)
+        code, out, _ = run(capsys, *verb, "--json", "--chunks", "1")
+        assert len(json.loads(out)["context"]) == 1 and engine.configs[1] == answer_generation()
+        assert engine.configs[1].top_k == 0 and engine.configs[1].top_p == 0.9
+    code, _, err = run(capsys, "rag", "ask", "q?", "--store", "kb", "--chunks", "0")
+    assert code == 2 and "error: --chunks must be at least 1, got 0" in err
+    code, out, _ = run(capsys, "rag", "search", "bread", "--store", "kb", "--chunks", "2", "--json")
+    assert code == 0 and len(json.loads(out)) == 2
+
+
+def test_reading_commands_never_create_a_store(capsys, kb, monkeypatch, tiny_tok):
+    fake_engine(monkeypatch, tiny_tok, [])
+    monkeypatch.setattr(builtins, "input", lambda prompt="": "/quit")
+    stores = kb / "home" / "stores"
+    for argv in (
+        ["rag", "ask", "anything?", "--store", "nope"],
+        ["rag", "chat", "--store", "nope"],
+        ["rag", "search", "anything", "--store", "nope"],
+        ["rag", "list", "--store", "nope"],
+    ):
+        code, _, err = run(capsys, *argv)
+        assert code == 2 and err == (
+            "error: no store named nope; create it with: llmlab rag ingest PATH --store nope "
+            "(the stores there are: kb)\n"
+        ), err
+    code, _, err = run(capsys, "rag", "search", "x", "--store", str(kb / "nothing.sqlite"))
+    assert code == 2 and f"error: no store at {kb / 'nothing.sqlite'}; create it with" in err
+    assert sorted(p.name for p in stores.iterdir() if p.suffix == ".sqlite") == ["kb.sqlite"]
+    assert not (kb / "nothing.sqlite").exists()
+
+
 def test_ask_errors(capsys, kb, monkeypatch, tiny_tok):
     fake_engine(monkeypatch, tiny_tok, [])
+    (kb / "home" / "stores" / "empty.sqlite").touch()
     code, _, err = run(capsys, "rag", "ask", "anything?", "--store", "empty")
     assert code == 2 and "holds no documents; add some with: llmlab rag ingest PATH --store NAME" in err
     code, _, err = run(capsys, "rag", "ask", "q?", "--store", "kb", "--prompt", "ten-shot")
@@ -195,10 +280,10 @@ def test_llmlab_ask_builds_the_guide_store(capsys, kb, monkeypatch, tiny_tok, ti
     store.close()
     (kb / "docs" / "bakery.md").write_text("# Bakery\n\nBread bakes in the oven for 40 minutes.\n")
     fake_engine(monkeypatch, tiny_tok, [BREAD, BREAD])
-    code, out, err = run(capsys, "ask", "How long does bread bake?", "--top-k", "1")
+    code, out, err = run(capsys, "ask", "How long does bread bake?", "--chunks", "1")
     assert code == 0 and out.startswith(BREAD + "\n\nSources\n [1] docs/bakery.md › Bakery\n")
     assert "guide store updated: 1 page(s) changed" in err
-    code, out, _ = run(capsys, "demo", "--question", "How long does bread bake?", "--top-k", "1")
+    code, out, _ = run(capsys, "demo", "--question", "How long does bread bake?", "--chunks", "1")
     assert code == 0 and out.startswith(
         "llmlab demo: asking the user guide (docs/) — How long does bread bake?"
     )
@@ -226,7 +311,7 @@ def test_ask_with_a_tiny_checkpoint_folder(capsys, kb, tmp_path):
     tok.save_pretrained(folder)
     code, out, err = run(
         capsys, "rag", "ask", "bread?", "--store", "kb", "--model", str(folder), "--precision", "fp32",
-        "--device", "cpu", "--max-new-tokens", "4", "--top-k", "1", "--json",
+        "--device", "cpu", "--max-new-tokens", "4", "--chunks", "1", "--json",
     )  # fmt: skip
     data = json.loads(out)
     assert code == 0, err

@@ -5,8 +5,11 @@ from __future__ import annotations
 import math
 
 import pytest
+import sacrebleu  # the reference: a missing one fails the run (never skip a parity test)
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from sacrebleu.metrics import BLEU
+from sacrebleu.tokenizers.tokenizer_13a import Tokenizer13a
 from texts import text
 
 from llmlab.errors import ConfigError
@@ -18,10 +21,6 @@ from llmlab.evaluation.metrics.bleu import (
     sentence_bleu,
     tokenize_13a,
 )
-
-sacrebleu = pytest.importorskip("sacrebleu")
-from sacrebleu.metrics import BLEU  # noqa: E402
-from sacrebleu.tokenizers.tokenizer_13a import Tokenizer13a  # noqa: E402
 
 SMOOTHING = [("none", None), ("floor", None), ("floor", 0.5), ("add-k", None), ("add-k", 2.0), ("exp", None)]
 corpus = st.integers(1, 4).flatmap(

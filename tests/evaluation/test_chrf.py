@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import pytest
+import sacrebleu  # the reference: a missing one fails the run (never skip a parity test)
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from sacrebleu.metrics import CHRF
 from test_bleu import corpus, signature_without_version, streams
 from texts import text
 
 from llmlab.errors import ConfigError
 from llmlab.evaluation.metrics.chrf import ChrfConfig, corpus_chrf, sentence_chrf
-
-sacrebleu = pytest.importorskip("sacrebleu")
-from sacrebleu.metrics import CHRF  # noqa: E402
 
 configs = st.builds(
     ChrfConfig,

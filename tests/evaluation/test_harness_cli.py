@@ -192,3 +192,47 @@ def test_bad_data_line_and_different_data_exit_2(capsys, tiny_folder, runs, tmp_
     eval_run(capsys, tiny_folder, task, first, "--limit", "3", "--output", str(two))
     code, _, err = cli(capsys, "eval", "compare", str(one), str(two))
     assert code == 2 and "error: runs over different data (ids only in" in err and "i2" in err
+
+
+@pytest.mark.parametrize("method", ["adapters", "prompt-tuning"])
+def test_any_adapter_kind_through_load_adapter(capsys, tiny_folder, runs, tmp_path, method) -> None:
+    """`--adapter` takes any kind of adapter (here a bottleneck adapter and a soft prompt, saved by llmlab with
+    random non-zero weights): the outputs are the engine's with that adapter on the model, unmerged, and
+    differ from the base model's."""
+    from llmlab.generation import Engine, GenerationConfig
+    from llmlab.models import load_model
+    from llmlab.peft.adapters import apply_adapters
+    from llmlab.peft.checkpoint import save_adapter
+    from llmlab.peft.prompt_tuning import apply_prompt_tuning
+
+    _, task, first = runs
+    loaded = load_model(tiny_folder, device="cpu")
+    torch.manual_seed(3)
+    if method == "adapters":
+        apply_adapters(loaded.model, bottleneck=8)
+        with torch.no_grad():
+            for name, param in loaded.model.named_parameters():
+                if ".up." in name:
+                    param.normal_(0.0, 0.5)
+    else:
+        apply_prompt_tuning(loaded.model, 4, "vocab")
+    save_adapter(loaded.model, tmp_path / "adapter")
+    adapted = eval_run(capsys, tiny_folder, task, first, "--adapter", str(tmp_path / "adapter"))
+    base = eval_run(capsys, tiny_folder, task, first)
+    engine = Engine(loaded.model, loaded.tokenizer, loaded.kind, "fp32")
+    prompts = [i["prompt"] for i in adapted["items"]]
+    expected = engine.generate(prompts, GenerationConfig(greedy=True, max_new_tokens=12))
+    assert [i["output"] for i in adapted["items"]] == [c.text for c in expected]
+    assert [i["output"] for i in adapted["items"]] != [i["output"] for i in base["items"]]
+
+
+def test_an_encoder_only_model_is_refused_with_or_without_an_adapter(capsys, runs, adapter, tmp_path) -> None:
+    """Both ways of loading go through the same checks: minilm-like encoders cannot generate."""
+    from rag.ragkit import save_tiny_bert
+
+    bert = save_tiny_bert(tmp_path / "bert")
+    _, task, first = runs
+    for extra in ([], ["--adapter", str(adapter)]):
+        args = ["eval", "run", "--model", str(bert), "--task", str(task), "--data", str(first), *extra]
+        code, _, err = cli(capsys, *args)
+        assert code == 2 and "is an encoder-only model: it embeds text but cannot generate" in err, err

@@ -209,3 +209,26 @@ def test_int8_path_tracks_fp32(tiny_model, tiny_tok) -> None:
     b = int8.forward(int8.new_cache(1, 64), pos, None, ids, last_only=False).log_softmax(-1)
     kl = (a.exp() * (a - b)).sum(-1).mean()
     assert kl < 0.02, kl
+
+
+@pytest.mark.parametrize("precision", ["fp32", "hf"])
+def test_repetition_penalty_matches_transformers_generate(tiny_model, tiny_tok, precision: str) -> None:
+    """Greedy with a repetition penalty equals transformers' generate with the same penalty (and differs
+    from greedy without it, so the penalty is really applied). Both stop at the end-of-sequence token."""
+    engine = Engine(tiny_model, tiny_tok, precision=precision)
+    config = GenerationConfig(greedy=True, max_new_tokens=16, repetition_penalty=1.5)
+    for prompt in PROMPTS:
+        ids = engine.encode(prompt)
+        ours = engine.generate([prompt], config)[0].token_ids
+        ref = tiny_model.generate(
+            torch.tensor([ids]),
+            do_sample=False,
+            max_new_tokens=16,
+            repetition_penalty=1.5,
+            pad_token_id=tiny_tok.pad_token_id,
+        )[0, len(ids) :].tolist()
+        assert ours == ref[: len(ours)] and set(ref[len(ours) :]) <= {tiny_tok.pad_token_id}
+    plain = GenerationConfig(greedy=True, max_new_tokens=16)
+    assert any(
+        engine.generate([p], config)[0].token_ids != engine.generate([p], plain)[0].token_ids for p in PROMPTS
+    )

@@ -1,4 +1,11 @@
-"""The engine on the real packaged SmolLM2-135M-Instruct (slow tier)."""
+"""The engine on the real packaged SmolLM2-135M-Instruct (slow tier).
+
+The text a 135M model generates differs from one CPU to another (AMD or Intel, AVX2 or AVX-512 kernels: a
+near tie between two tokens flips), so these tests compare with transformers on the same machine, token for
+token, and otherwise assert only words that held under every kernel setting tried (`ATEN_CPU_CAPABILITY`,
+`ONEDNN_MAX_CPU_ISA`): greedy int8 says "Paris" for France by default here but a string of French words with
+AVX2 kernels, while Japan gets "Tokyo" everywhere.
+"""
 
 from __future__ import annotations
 
@@ -29,15 +36,16 @@ def test_greedy_matches_transformers_on_smollm2(smollm, precision: str) -> None:
         if ref and ref[-1] in engine.eos_ids:
             ref = ref[:-1]
         assert completion.token_ids[: len(ref)] == ref
-    assert ours[0].text == "The capital of France is Paris."
+    assert "Paris" in ours[0].text  # fp32: the same answer under every kernel setting tried
 
 
-def test_int8_default_answers_the_france_question(smollm) -> None:
+def test_int8_default_answers_a_factual_question(smollm) -> None:
     engine = Engine.from_loaded(smollm)  # default precision: int8 where supported
     out = engine.generate(
-        [chat(smollm.tokenizer, QUESTIONS[0])], GenerationConfig(greedy=True, max_new_tokens=40)
+        [chat(smollm.tokenizer, "What is the capital of Japan?")],
+        GenerationConfig(greedy=True, max_new_tokens=40),
     )
-    assert out[0].text.startswith("The capital of France is Paris.")
+    assert "Tokyo" in out[0].text and out[0].finish_reason == "stop"
 
 
 def test_sampling_is_repeatable_and_streams(smollm) -> None:

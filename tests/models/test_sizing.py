@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from llmlab.models.sizing import (
     SizingConfig,
     count_parameters,
     estimate_memory,
+    fit_sizing,
     kv_cache_bytes,
     model_shape,
 )
@@ -154,10 +156,40 @@ def test_sizing_config_rejects_non_positive_values(field, flag):
 
 
 def test_sequence_longer_than_the_context_is_refused():
+    shape = model_shape(config("llama"))
     with pytest.raises(
-        ConfigError, match="longer than the model's context length 256; use --seq-len 236 or less"
+        ConfigError,
+        match="--seq-len 300 is longer than the model's context length 256; use --seq-len 256 or less",
     ):
-        estimate_memory(config("llama"), SizingConfig(seq_len=250))
+        fit_sizing(SizingConfig(seq_len=300), shape)
+    with pytest.raises(ConfigError, match="--virtual-tokens 256 leave no room for text"):
+        fit_sizing(SizingConfig(virtual_tokens=256), shape)
+
+
+def test_defaults_fit_every_model_and_prompt_tuning_shortens_its_text():
+    """No flags: seq len 512, or the context when shorter; the prompt-tuning row keeps its virtual tokens and
+    shortens the text to fit (minilm-l6: 512 positions, so 492 text tokens + 20 virtual)."""
+    shape = model_shape(config("bert"))
+    for context, seq_len in ((512, 512), (4096, 512), (64, 64)):
+        assert fit_sizing(SizingConfig(), replace(shape, context_length=context)).seq_len == seq_len
+    rows = {
+        e.scenario: e for e in estimate_memory(config("llama", max_position_embeddings=64), SizingConfig())
+    }
+    assert rows["prompt tuning"].detail.startswith(
+        "fp32, AdamW, 20 virtual tokens + 44 text tokens (the context holds 64)"
+    )
+    rows = {e.scenario: e for e in estimate_memory(config("llama"), SizingConfig(seq_len=32))}
+    assert rows["prompt tuning"].detail.startswith("fp32, AdamW, 20 virtual tokens:")
+
+
+def test_cli_info_with_no_flags_on_an_encoder(capsys, tmp_path):
+    """`llmlab models info minilm-l6` with no flags failed on the prompt-tuning row (512 + 20 > 512); a BERT
+    folder whose context is shorter than the default stands in for it (the slow tier runs minilm-l6)."""
+    folder = tmp_path / "bert"
+    real_model(config("bert", max_position_embeddings=64)).save_pretrained(folder)
+    assert main(["models", "info", str(folder), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["assumptions"]["seq_len"] == 64 and len(data["memory_bytes"]) == 6
 
 
 def test_estimate_parts_follow_the_formulas():
@@ -322,5 +354,6 @@ def test_packaged_model_counts(llmlab_cache):
     assert count_gguf_parameters(resolve("smollm2-135m-instruct").path) == 134_515_008
     assert parameters_of("smollm2-135m-instruct") == 134_515_008
     minilm = load_model("minilm-l6", device="cpu").model
+    assert main(["models", "info", "minilm-l6", "--json"]) == 0  # the defaults fit a 512-token encoder
     assert parameters_of("minilm-l6") == sum(p.numel() for p in minilm.parameters()) == 22_713_216
     assert training_peak(smol, "lora", 1, 8).trainable == 460_800

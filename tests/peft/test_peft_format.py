@@ -11,7 +11,7 @@ import torch
 
 from llmlab.errors import ConfigError, DataError, ModelError
 from llmlab.generation import Engine, GenerationConfig
-from llmlab.peft.peft_format import merge_lora_adapter, read_adapter_config
+from llmlab.peft.peft_format import merge_lora_adapter, read_adapter_config, runs_only_merged
 
 LLAMA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
@@ -80,6 +80,7 @@ def test_merged_logits_match_peft_model(llama, tmp_path, lora_kwargs) -> None:
     before = logits(llama, IDS)
     peft_model = save_adapter(llama, tmp_path, **lora_kwargs)
     merged = merge_lora_adapter(llama, tmp_path)
+    assert runs_only_merged(tmp_path) == ("embed_tokens" in lora_kwargs["target_modules"])
     expected = logits(peft_model, IDS)
     assert not torch.allclose(expected, before, atol=1e-3)  # the adapter really changes the model
     torch.testing.assert_close(logits(merged, IDS), expected)
@@ -96,6 +97,7 @@ def test_tied_head_target_does_not_change_the_embeddings(tiny_tok, tmp_path) -> 
     tied = tiny_llama(len(tiny_tok), seed=4, tie_word_embeddings=True)
     peft_model = save_adapter(tied, tmp_path, target_modules=["lm_head"])
     merged = merge_lora_adapter(tied, tmp_path)
+    assert runs_only_merged(tmp_path)  # the head is tied to the embeddings: only merging handles it
     torch.testing.assert_close(logits(merged, IDS), logits(peft_model, IDS))
     torch.testing.assert_close(merged.model.embed_tokens.weight, tied.model.embed_tokens.weight)
 
@@ -108,6 +110,7 @@ def test_fan_in_fan_out_conv1d_matches_peft(tmp_path) -> None:
     gpt2 = GPT2LMHeadModel(GPT2Config(vocab_size=320, n_positions=64, n_embd=32, n_layer=2, n_head=2)).eval()
     peft_model = save_adapter(gpt2, tmp_path, target_modules=["c_attn", "c_proj"], fan_in_fan_out=True)
     assert read_adapter_config(tmp_path / "adapter_config.json").fan_in_fan_out
+    assert runs_only_merged(tmp_path)  # so `eval run --adapter` merges it rather than refusing it
     torch.testing.assert_close(logits(merge_lora_adapter(gpt2, tmp_path), IDS), logits(peft_model, IDS))
 
 

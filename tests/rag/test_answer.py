@@ -11,16 +11,8 @@ from answer_fakes import FakeEngine, KeywordEmbedder, write_docs
 from ragkit import tiny_bert_tokenizer
 
 from llmlab.errors import ConfigError
-from llmlab.rag.answer import (
-    NOT_FOUND,
-    RULES,
-    AnswerConfig,
-    Answerer,
-    answer_generation,
-    build_prompt,
-    fence,
-    source_label,
-)
+from llmlab.prompting.grounded import NOT_FOUND, RULES, fence
+from llmlab.rag.answer import AnswerConfig, Answerer, answer_generation, build_prompt, source_label
 from llmlab.rag.conversation import Conversation, clean_rewrite
 from llmlab.rag.store import Store
 from llmlab.rag.stores import open_store
@@ -104,7 +96,7 @@ def test_answerer_budget_leaves_room_for_the_answer(tiny_tok, kb):
 def test_answer_end_to_end_with_checked_citations(tiny_tok, kb):
     reply = "Bread bakes in the oven for 40 minutes [1]. It needs strong flour [7]."
     engine = FakeEngine(tiny_tok, [reply])
-    stream = Answerer(kb, engine, AnswerConfig(top_k=2, mode="dense")).stream("How long does bread bake?")
+    stream = Answerer(kb, engine, AnswerConfig(chunks=2, mode="dense")).stream("How long does bread bake?")
     assert stream.prompt.hits[0].chunk.source.endswith("/bakery.md")
     assert "".join(stream) == reply  # streamed as generated
     answer = stream.answer
@@ -127,7 +119,7 @@ def test_sources_follow_support_not_the_models_numbers(tiny_tok, kb):
     """The model cites [2] for a sentence about trains, but block 2 is about something else: the source shown
     is the block that supports the sentence, not the model's number."""
     engine = FakeEngine(tiny_tok, ["Buy a ticket at the station [2]."])
-    answer = Answerer(kb, engine, AnswerConfig(top_k=3, mode="bm25")).answer("station ticket garden")
+    answer = Answerer(kb, engine, AnswerConfig(chunks=3, mode="bm25")).answer("station ticket garden")
     blocks = {h.chunk.source.rsplit("/", 1)[1]: n for n, h in enumerate(answer.hits, start=1)}
     assert blocks["trains.md"] != 2
     assert [s.block for s in answer.sources] == [blocks["trains.md"]]
@@ -182,8 +174,8 @@ def test_answer_config_errors():
         AnswerConfig(prompt="two-shot")
     with pytest.raises(ConfigError, match="--mode must be one of hybrid, dense, bm25"):
         AnswerConfig(mode="fuzzy")
-    with pytest.raises(ConfigError, match="--top-k must be at least 1, got 0"):
-        AnswerConfig(top_k=0)
+    with pytest.raises(ConfigError, match="--chunks must be at least 1, got 0"):
+        AnswerConfig(chunks=0)
 
 
 def test_source_labels():
@@ -207,7 +199,7 @@ def test_conversation_rewrites_follow_ups(tiny_tok, kb):
         "Dogs must stay on a lead in the garden [1].",
     ]
     engine = FakeEngine(tiny_tok, replies)
-    chat = Conversation(Answerer(kb, engine, AnswerConfig(top_k=1, mode="bm25")))
+    chat = Conversation(Answerer(kb, engine, AnswerConfig(chunks=1, mode="bm25")))
     first = chat.ask("When does the garden open?")
     assert first.query == "When does the garden open?" and first.result().sources[0].block == 1
     second = chat.ask("Can dogs come?")
@@ -224,7 +216,7 @@ def test_conversation_rewrites_follow_ups(tiny_tok, kb):
 @pytest.mark.parametrize("garbage", ["", "   \n", "I don't know based on the documents.", "Zebra xylophone."])
 def test_garbage_rewrite_falls_back_to_previous_question(tiny_tok, kb, garbage):
     engine = FakeEngine(tiny_tok, ["Bread bakes for 40 minutes [1].", garbage, "In the oven [1]."])
-    chat = Conversation(Answerer(kb, engine, AnswerConfig(top_k=1, mode="bm25")))
+    chat = Conversation(Answerer(kb, engine, AnswerConfig(chunks=1, mode="bm25")))
     chat.ask("How long does bread bake?").result()
     stream = chat.ask("Where?")
     assert not chat.last_rewritten and stream.query == "How long does bread bake? Where?"

@@ -10,7 +10,9 @@ from answer_fakes import KeywordEmbedder
 from llmlab.rag.citations import (
     NOT_FOUND,
     attribute,
+    holds_terms,
     is_not_found,
+    key_terms,
     parse_citations,
     passages,
     sources_from,
@@ -137,3 +139,50 @@ def test_attribution_without_sentences_or_hits():
     out = attribute("Bread is good.", [], EMBED)
     assert [(a.block, a.score) for a in out] == [(None, 0.0)]
     assert np.isclose(EMBED(["bread"])[0] @ EMBED(["bread"])[0], 1.0)
+
+
+def test_a_passage_without_the_sentences_numbers_or_names_does_not_support_it():
+    """Keyword vectors make each pair below cosine-close (same keywords), yet the passage lacks the
+    sentence's key term: the number 220, the option `top-p`. Such a sentence gets no source, however close;
+    a passage that holds the term wins even when it is less close."""
+    context = hits(
+        "Bread bakes in the oven for 40 minutes.",
+        "The `--min-p` option sets how long bread stays in the oven.",
+        "Dogs, trains and the top-p option: bread and the oven.",
+    )
+    out = attribute("The oven bakes bread at 220 degrees.", context, EMBED)
+    assert [(a.block, a.snippet) for a in out] == [(None, "")]
+    assert out[0].score > 0.35, "close in meaning, so only the missing number keeps it unsupported"
+    out = attribute("The `top-p` option sets how long bread stays in the oven [2].", context, EMBED)
+    assert [(a.block, a.snippet) for a in out] == [
+        (3, "Dogs, trains and the top-p option: bread and the oven.")
+    ]
+    out = attribute("Bread bakes for 40.0 minutes in the oven.", context, EMBED)
+    assert [a.block for a in out] == [1]  # numbers compare by value
+
+
+@pytest.mark.parametrize(
+    ("sentence", "terms"),
+    [
+        ("The `top-p` option sets the number of tokens.", {"top-p"}),
+        ("It reads between 1.5 and 2.0 bar [1].", {"#1.5", "#2"}),
+        ("The default max_depth is 2.", {"max-depth", "#2"}),
+        ("Use --max-depth with few-shot prompts on 1,000 pages.", {"max-depth", "#1000"}),
+        ("Printer error E-204 means a jam.", {"e-204", "#204"}),
+        ("A paper jam in the duplex unit at the back.", set()),
+    ],
+)
+def test_key_terms(sentence, terms):
+    assert key_terms(sentence) == terms
+
+
+def test_holds_terms_matches_names_whole_and_numbers_by_value():
+    assert holds_terms("| `max_depth` | 2 | clicks from the start page |", {"max-depth", "#2"})
+    assert holds_terms("use `--max-depth N`", {"max-depth"})
+    assert not holds_terms("use `--max-depth-pages N`", {"max-depth"})
+    assert not holds_terms("between 1 and 1.5 bar", {"#1.5", "#2.5"})
+    assert not holds_terms("error E-2041", {"#204"})
+    # one of the names is enough (a sentence often joins two facts); none is not
+    assert holds_terms("set `LLMLAB_CACHE` to use another folder", {"llmlab-cache", "llmlab-home"})
+    assert not holds_terms("`--min-p` drops unlikely tokens", {"top-p", "llmlab-home"})
+    assert not holds_terms("`--top-p 0.9` keeps 90%", {"top-p", "#0.8"})

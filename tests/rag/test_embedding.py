@@ -12,8 +12,8 @@ import torch
 from ragkit import save_tiny_bert
 
 from llmlab.errors import ConfigError, ModelError
+from llmlab.models.fused_bert import FusedBert, supports
 from llmlab.rag.embedding import EmbedderConfig, length_batches, load_embedder, pool
-from llmlab.rag.fused_bert import FusedBert, supports
 
 TEXTS = [
     "The store keeps documents.",
@@ -193,3 +193,37 @@ def test_minilm_matches_sentence_transformers():
         assert embedder.fused is not None  # MiniLM is a BertModel: the fused forward
         cosine = (embedder.embed(texts) * reference).sum(axis=1)
         assert cosine.min() >= (0.99999 if precision == "fp32" else 0.999), (precision, cosine.min())
+
+
+def test_bf16_embedding_runs_with_avx2_kernels_only():
+    """Issue 8: under `ONEDNN_MAX_CPU_ISA=AVX2` (as on a CPU without AVX-512) oneDNN cannot build a bf16 linear
+    ("could not create a primitive descriptor") and `rag ingest` crashed; the fused path now falls back to
+    torch's linear there, and gives the same embedding as fp32 to 0.999 cosine."""
+    import os
+    import subprocess
+    import sys
+    import textwrap
+    from pathlib import Path
+
+    script = textwrap.dedent(
+        """
+        import torch
+        from test_embedding import padded_batch, tiny_bert_model
+        from llmlab.models.fused_bert import FusedBert, onednn_bf16_works
+        from llmlab.rag.embedding import pool
+        model = tiny_bert_model()
+        ids, mask = padded_batch([17, 5, 1, 11])
+        exact = pool(FusedBert(model, "fp32")(ids, mask), mask)
+        fast = FusedBert(model.to(torch.bfloat16), "bf16")
+        cosine = float((pool(fast(ids, mask), mask) * exact).sum(-1).min())
+        print(onednn_bf16_works(), fast.onednn, cosine > 0.999)
+        """
+    )
+    here = Path(__file__).parent
+    env = {**os.environ, "ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+    env["PYTHONPATH"] = os.pathsep.join([str(here), str(here.parent), env.get("PYTHONPATH", "")])
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["False", "False", "True"]

@@ -157,3 +157,10 @@ def test_iter_files_recursive_globs_hidden_and_unsupported(tmp_path):
     assert list(iter_files([tmp_path / "f.xyz"])) == [FoundFile((tmp_path / "f.xyz").resolve())]
     with pytest.raises(DataError, match="no such file or folder"):
         list(iter_files([tmp_path / "missing"]))
+
+
+def test_a_few_broken_bytes_do_not_turn_a_utf8_page_into_mojibake():
+    """One Latin-1 byte pasted into a UTF-8 page used to send the whole page to Windows-1252 ("schÃ¶n")."""
+    data = ("Schön, süß und grün: " * 20).encode() + b"caf\xe9"
+    assert decode_text(data, "utf-8") == (("Schön, süß und grün: " * 20) + "caf\ufffd", "utf-8")
+    assert decode_text("Crème brûlée".encode("cp1252"), None) == ("Crème brûlée", "cp1252")

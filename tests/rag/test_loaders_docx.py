@@ -5,12 +5,11 @@ from __future__ import annotations
 import zipfile
 from pathlib import Path
 
+import docx  # the rag extra: a missing one fails the run, never skips
 import pytest
 
 from llmlab.errors import DataError
 from llmlab.rag.loaders import load_path
-
-docx = pytest.importorskip("docx")  # the rag extra
 
 
 def make_docx(path: Path, with_title_property: bool = False) -> Path:

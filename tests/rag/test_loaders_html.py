@@ -100,3 +100,98 @@ def test_xhtml_with_xml_declaration(tmp_path):
     path = Path(tmp_path / "x.xhtml")
     path.write_bytes(page.encode())
     assert "Déjà vu" in load_path(path).units[0].text
+
+
+# A comment-heavy Chinese news page (issue 17): trafilatura dropped the text after each comment inside the
+# first paragraph (it came out as "市政府"), and conditional-comment junk must not leak into the text.
+CN_PAGE = """<html><head><meta charset="utf-8"><title>城市交通新计划</title></head><body><article>
+<p>市政府 <!--keyword-->今天<!--/keyword--> <!--keyword-->宣布<!--/keyword--> 新的交通计划，地铁和公交线路 $20 将在明年全面调整，覆盖全市居民的日常出行。专家表示，<!-- -->这项政策 <!-- -->对于改善交通，具有重要意义，同时也将带动相关产业的发展 <!-- -->和<!-- -->就业<!-- --> 机会的增加，多位研究人员 $50 认为新的计划兼顾了效率与公平。</p>
+<p>交通委员会负责人介绍说，新计划 $20 包括十二条新的公交线路，和两条地铁延长线。所有线路都将使用新能源车辆。并且在高峰时段增加发车频率，方便市民上下班。有关部门已经开始准备各项配套措施。包括道路改造，站点建设和信息系统升级。</p>
+<p>据了解，<a href="/plan.html">这项计划</a>的总投资约为三百亿元，其中一半来自市级财政，其余部分通过发行专项债券和引入社会资本解决。市民可以通过官方网站查询线路调整的详细信息，并在下个月举行的听证会上提出意见和建议。</p>
+<p>另据报道，周边城市也在研究类似的方案，希望通过区域合作，实现公交卡互通和换乘优惠，让跨城通勤的居民享受到更加便捷的服务。相关部门表示，将在明年年初公布具体的实施时间表。</p>
+<!--[if !IE]>|xGv00|3aa77d0fa1d2b9a2fd5bbe1fa0d4c6b7<![endif]-->
+</article></body></html>"""
+
+
+def test_comments_inside_paragraphs_do_not_cut_the_text():
+    doc = load_html(CN_PAGE.encode(), "/t/news.html")
+    text = "\n\n".join(u.text for u in doc.units)
+    assert text.startswith("市政府 今天 宣布 新的交通计划，地铁和公交线路 $20 将在明年全面调整")
+    assert "多位研究人员 $50 认为新的计划兼顾了效率与公平。\n\n交通委员会负责人介绍说" in text
+    assert "相关部门表示，将在明年年初公布具体的实施时间表。" in text
+    assert "xGv00" not in text and "keyword" not in text
+
+
+ARTICLE = """<!DOCTYPE html>
+<html lang="en-GB"><head><title>Harbour bridge reopens after repairs | The Coast Herald</title>
+<meta name="author" content="By Mara Jensen">
+<meta property="article:published_time" content="2024-03-12T08:30:00+00:00">
+<meta property="og:site_name" content="The Coast Herald">
+<script>var tracking = "Order Reprints";</script>
+<script type="application/ld+json">{"@type": "NewsArticle", "datePublished": "2024-03-12"}</script>
+</head><body>
+<nav><a href="/">Home</a> <a href="/news">News</a> <a href="/sport">Sport</a></nav>
+<article><h1>Harbour bridge reopens after repairs</h1>
+<p>The harbour bridge reopened to traffic on Tuesday after eight months of repairs to its steel deck, the city
+council said. Engineers replaced corroded plates and repainted the main span, and the work came in under budget.</p>
+<p>Council member <a href="/people/ann-lee">Ann Lee</a><span class="card"><a href="/people/ann-lee">Ann Lee</a>
+<a href="/news/1">Council backs new ferry route</a> <a href="/news/2">Budget vote delayed again</a>
+<a href="/people/ann-lee">MORE</a></span> said the reopening would cut commuting times for thousands of people
+who had taken the long road around the bay since last summer.</p>
+<p>Cyclists will get a separate lane from next month, when the last barriers are removed and the new lights are
+switched on along the whole length of the crossing.</p>
+<p>Related:</p>
+<ul><li><a href="/news/3">Ferry timetable changes for the spring</a></li>
+<li><a href="/news/4">New cycle lanes planned for the old town</a></li>
+<li><a href="/news/5">Harbour festival returns in June</a></li></ul>
+</article>
+<footer>Copyright 2024 The Coast Herald. All rights reserved.</footer>
+</body></html>"""
+
+
+def test_boilerplate_inside_the_article_is_dropped_and_metadata_kept(tmp_path):
+    """Hover cards of name links and a "Related:" list of links are dropped;
+    title, author ("By" removed), date, language and site name are kept; script text never leaks."""
+    path = tmp_path / "bridge.html"
+    path.write_text(ARTICLE, encoding="utf-8")
+    doc = load_path(path)
+    text = "\n\n".join(u.text for u in doc.units)
+    assert "Council member Ann Lee said the reopening would cut commuting times" in text
+    assert text.endswith("switched on along the whole length of the crossing.")
+    for junk in (
+        "Ferry timetable",
+        "Related",
+        "Budget vote",
+        "MORE",
+        "comments",
+        "Order Reprints",
+        "Copyright",
+    ):
+        assert junk not in text
+    assert doc.title == "Harbour bridge reopens after repairs"
+    meta = {k: v for k, v in doc.metadata.items() if k != "links"}
+    assert meta == {
+        "title": "Harbour bridge reopens after repairs",
+        "author": "Mara Jensen",
+        "date": "2024-03-12",
+        "language": "en-GB",
+        "site_name": "The Coast Herald",
+        "encoding": "utf-8",
+    }
+    assert doc.metadata["links"] == "file:///people/ann-lee"  # root-relative, resolved against the file's URI
+
+
+def test_metadata_from_json_ld_and_title_suffix():
+    page = b"""<html><head><title>Tide tables explained - Sea Notes</title>
+    <meta property="og:locale" content="fr_FR">
+    <script type="application/ld+json">{"@graph": [{"@type": "Article", "author": [{"name": "Lou Marin"},
+    {"name": "Sam Roy"}], "datePublished": "2023-07-01T10:00:00Z", "publisher": {"name": "Sea Notes"}}]}</script>
+    </head><body><p>Tides rise and fall twice a day because the moon pulls the oceans toward it.</p></body></html>"""
+    meta = load_html(page, "/t/tides.html").metadata
+    assert (meta["title"], meta["author"], meta["date"], meta["language"], meta["site_name"]) == (
+        "Tide tables explained",
+        "Lou Marin, Sam Roy",
+        "2023-07-01",
+        "fr-FR",
+        "Sea Notes",
+    )

@@ -61,7 +61,7 @@ def test_hybrid_search_hand_computed(backend):
     BM25: cherry (both words) first, orchard (one word) second; banana and durian do not match.
     RRF k=60: orchard 1/61 + 1/62, cherry 1/63 + 1/61, banana 1/62, durian 1/64."""
     _fill(backend)
-    hits = search(backend, "cherry apple", fake_embed, SearchConfig(mode="hybrid", top_k=4))
+    hits = search(backend, "cherry apple", fake_embed, SearchConfig(mode="hybrid", top_k=4, fusion="rrf"))
     assert [h.chunk.text.split()[0] for h in hits] == ["apple", "cherry", "banana", "durian"]
     assert [h.rank for h in hits] == [1, 2, 3, 4]
     np.testing.assert_allclose([h.score for h in hits], [1 / 61 + 1 / 62, 1 / 63 + 1 / 61, 1 / 62, 1 / 64])
@@ -84,7 +84,7 @@ def test_single_modes_and_top_k(backend):
 def test_search_config_errors(backend):
     with pytest.raises(ConfigError, match="--mode must be one of hybrid, dense, bm25, got 'sparse'"):
         SearchConfig(mode="sparse")
-    with pytest.raises(ConfigError, match="--top-k must be at least 1, got 0"):
+    with pytest.raises(ConfigError, match=r"--chunks \(top_k\) must be at least 1, got 0"):
         SearchConfig(top_k=0)
     with pytest.raises(ConfigError, match="needs an embedder; use --mode bm25"):
         search(backend, "x", None, SearchConfig(mode="dense"))

@@ -257,3 +257,39 @@ def test_postgres_hnsw_settings_and_ef_search_from_the_url(pg_uri):
         assert [i for i, _ in raised.dense_search(unit(1, 0.1), 1)] == [1]
     finally:
         raised.close()
+
+
+def test_document_metadata_comes_back_with_its_chunks(backend):
+    """Author, date, site name and language (issue 17) are stored once per document and joined onto every
+    chunk read back; other metadata (links, encoding) stays with the document."""
+    backend.bind_embedder("toy", 3)
+    doc, chunks = make_doc("https://news.example/bridge", ["bridge reopens", "cycle lane"], source_type="web")
+    doc.metadata = {
+        "title": "Bridge",
+        "author": "Mara Jensen",
+        "date": "2024-03-12",
+        "site_name": "The Coast Herald",
+        "language": "en-GB",
+        "encoding": "utf-8",
+        "links": "https://news.example/a\nhttps://news.example/b",
+    }
+    backend.replace_document(doc, chunks, np.stack([unit(1, 0, 0), unit(0, 1, 0)]))
+    got = backend.chunks([i for i, _ in backend.dense_search(unit(1, 0, 0), 10)])
+    expected = {
+        "author": "Mara Jensen",
+        "date": "2024-03-12",
+        "site_name": "The Coast Herald",
+        "language": "en-GB",
+    }
+    assert [c.metadata for c in got.values()] == [expected, expected]
+    assert list(next(iter(got.values())).metadata) == ["author", "date", "site_name", "language"]
+
+
+def test_opening_without_create_refuses_a_store_that_does_not_exist(store_url):
+    """Reading commands open with create=False: nothing is created, and the error says how to create it."""
+    with pytest.raises(
+        ConfigError, match=r"no (llmlab )?store at .*; create it with: llmlab rag ingest PATH"
+    ):
+        open_store(store_url, create=False)
+    open_store(store_url).close()  # created (empty) by a writing command
+    open_store(store_url, create=False).close()

@@ -43,6 +43,7 @@ def load_path(
     pdf_password: str | None = None,
     max_bytes: int = DEFAULT_MAX_BYTES,
     max_pdf_pages: int = 5000,
+    ocr: str = "auto",
 ) -> Document:
     """Load one file into a Document; the format comes from the extension, or from the content if unknown.
 
@@ -51,6 +52,8 @@ def load_path(
         pdf_password: password for encrypted PDFs (the empty password is always tried first).
         max_bytes: refuse files larger than this (default 64 MiB).
         max_pdf_pages: refuse PDFs with more pages than this.
+        ocr: OCR for PDF pages: "auto" (pages without a text layer, when the `ocr` extra is installed),
+            "always" (every page) or "never".
 
     Raises:
         DataError: "<file>: <reason>" for a missing, empty, too large, truncated, corrupt, encrypted or
@@ -63,7 +66,7 @@ def load_path(
     if kind == "pdf":
         from llmlab.rag.loaders.pdf import load_pdf
 
-        return load_pdf(data, source, password=pdf_password, max_pages=max_pdf_pages)
+        return load_pdf(data, source, password=pdf_password, max_pages=max_pdf_pages, ocr=ocr)  # type: ignore[arg-type]
     return _LOADERS[kind](data, source)
 
 

@@ -2,11 +2,13 @@
 
     bytes -> checks (%PDF- header, encryption: empty password, else `password`; page limit)
           -> per page: pypdf layout-mode grid -> pdf_layout.reading_order (plain mode if layout fails)
+          -> pages without text (ocr="auto") or every page (ocr="always"): OCR (ocr.py, the `ocr` extra)
 
 pypdf is pure Python and installs everywhere; its layout mode keeps each text run at its place on the page,
 from which `pdf_layout` reads columns one after the other and tables row by row (bench/pdf_extract.py
-measures the cost against plain `extract_text`). Pages without text (scans) are reported in
-`Document.warnings`: there is no OCR. Corrupt, truncated and mislabelled files raise `DataError` naming the
+measures the cost against plain `extract_text`). Pages without a text layer (scans) are read by OCR when the
+`ocr` extra is installed (their numbers go to `metadata["ocr_pages"]`); pages still without text are reported
+in `Document.warnings`. Corrupt, truncated and mislabelled files raise `DataError` naming the
 file. pypdf's own log warnings while reading (e.g. a repaired cross-reference table) become warnings too.
 Tests: tests/rag/test_loaders_pdf.py
 """
@@ -21,12 +23,20 @@ from pathlib import Path
 from typing import Any
 
 from llmlab.errors import DataError, MissingDependencyError
+from llmlab.rag.loaders.ocr import OcrMode, check_ocr_mode
 from llmlab.rag.loaders.pdf_layout import reading_order
 from llmlab.rag.loaders.source import content_hash
 from llmlab.rag.types import Document, Unit
 
 
-def load_pdf(data: bytes, source: str, *, password: str | None = None, max_pages: int = 5000) -> Document:
+def load_pdf(
+    data: bytes,
+    source: str,
+    *,
+    password: str | None = None,
+    max_pages: int = 5000,
+    ocr: OcrMode = "auto",
+) -> Document:
     """A PDF Document with one unit per page that has text.
 
     Args:
@@ -34,10 +44,14 @@ def load_pdf(data: bytes, source: str, *, password: str | None = None, max_pages
         source: path used in messages and as `Document.source`.
         password: user password for an encrypted file (the empty password is tried first).
         max_pages: refuse files with more pages than this.
+        ocr: "auto" reads pages without a text layer by OCR when the `ocr` extra is installed (else a
+            warning says how to install it), "always" reads every page by OCR, "never" never does.
 
     Raises:
         DataError: not a PDF, truncated or corrupt, encrypted without the right password, too many pages.
+        MissingDependencyError: ocr="always" without the `ocr` extra.
     """
+    check_ocr_mode(ocr)
     try:
         import pypdf
     except ImportError as err:
@@ -47,7 +61,7 @@ def load_pdf(data: bytes, source: str, *, password: str | None = None, max_pages
     with _pypdf_warnings() as logged:
         try:
             reader = pypdf.PdfReader(io.BytesIO(data))
-            _unlock(reader, source, password)
+            used_password = _unlock(reader, source, password)
             pages = _pages(reader, source, max_pages, logged)
             title = _title(reader)
         except DataError:
@@ -56,9 +70,14 @@ def load_pdf(data: bytes, source: str, *, password: str | None = None, max_pages
             raise DataError(
                 f"corrupt or truncated PDF: {type(err).__name__}: {err}", location=source
             ) from err
+    read, ocr_note = _ocr(data, pages, ocr, used_password, logged)
+    pages = [read.get(n, text) for n, text in enumerate(pages, start=1)]
     units = [Unit(text=text, page=n) for n, text in enumerate(pages, start=1) if text.strip()]
     warnings = [f"{source}: {msg}" for msg in dict.fromkeys(logged)]
-    warnings += _empty_page_warnings(source, pages)
+    warnings += _empty_page_warnings(source, pages, ocr_note)
+    metadata = {"pages": str(len(pages))}
+    if read:
+        metadata["ocr_pages"] = ",".join(str(n) for n in sorted(read))
     return Document(
         source=source,
         source_type="pdf",
@@ -66,19 +85,43 @@ def load_pdf(data: bytes, source: str, *, password: str | None = None, max_pages
         units=units,
         content_hash=content_hash(data),
         warnings=warnings,
-        metadata={"pages": str(len(pages))},
+        metadata=metadata,
     )
 
 
-def _unlock(reader: Any, source: str, password: str | None) -> None:
-    """Decrypt with the empty password, else `password`; a clear error naming --pdf-password otherwise."""
+def _ocr(
+    data: bytes, pages: list[str], mode: OcrMode, password: str | None, warnings: list[str]
+) -> tuple[dict[int, str], str]:
+    """(page number -> OCR text, a note for the empty-page warning) for the pages `mode` selects: every page
+    for "always"; for "auto", pages without text that show an image (a blank page is not worth OCR)."""
+    from llmlab.rag.loaders.ocr import ocr_pdf_pages
+
+    if mode == "never":
+        return {}, "; OCR is off (--ocr never)"
+    numbers = [n for n, text in enumerate(pages, start=1) if mode == "always" or not text.strip()]
+    if not numbers:
+        return {}, ""
+    try:
+        return ocr_pdf_pages(data, numbers, password, images_only=mode == "auto"), ""
+    except MissingDependencyError:
+        if mode == "always":
+            raise
+        return {}, "; install OCR to read scans: pip install 'llmlab[ocr]'"
+    except Exception as err:  # PDFium may refuse a page pypdf read; the text layer is still worth keeping
+        warnings.append(f"OCR failed ({type(err).__name__}: {err})")
+        return {}, ""
+
+
+def _unlock(reader: Any, source: str, password: str | None) -> str | None:
+    """Decrypt with the empty password, else `password`; a clear error naming --pdf-password otherwise.
+    Returns the password that opened the file (None when it is not encrypted)."""
     if not reader.is_encrypted:
-        return
+        return None
     import pypdf
 
     try:
         if reader.decrypt(""):
-            return
+            return ""
         if password is None:
             raise DataError(
                 "the PDF is encrypted with a password; pass it with --pdf-password (pdf_password=)",
@@ -86,9 +129,11 @@ def _unlock(reader: Any, source: str, password: str | None) -> None:
             )
         if not reader.decrypt(password):
             raise DataError("wrong PDF password; check --pdf-password (pdf_password=)", location=source)
+        return password
     except pypdf.errors.DependencyError as err:
         raise DataError(
-            f"the PDF uses AES encryption, which needs the cryptography package: pip install cryptography ({err})",
+            "the PDF uses AES encryption, which needs the cryptography package: "
+            f"pip install 'llmlab[rag]' (or pip install cryptography) ({err})",
             location=source,
         ) from err
 
@@ -128,13 +173,13 @@ def _title(reader: Any) -> str:
     return " ".join(str(title).split()) if title else ""
 
 
-def _empty_page_warnings(source: str, pages: list[str]) -> list[str]:
+def _empty_page_warnings(source: str, pages: list[str], note: str) -> list[str]:
     empty = [str(n) for n, text in enumerate(pages, start=1) if not text.strip()]
     if not empty:
         return []
     if len(empty) == len(pages):
-        return [f"{source}: no text found in the PDF (scanned or image-only pages?); OCR is not supported"]
-    return [f"{source}: no text found on page(s) {', '.join(empty)} (images only?)"]
+        return [f"{source}: no text found in the PDF{note} (scanned or image-only pages?)"]
+    return [f"{source}: no text found on page(s) {', '.join(empty)}{note} (images only?)"]
 
 
 def _describe(data: bytes) -> str:

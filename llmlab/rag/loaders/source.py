@@ -73,21 +73,30 @@ def looks_binary(data: bytes) -> bool:
 def decode_text(data: bytes, declared: str | None = None) -> tuple[str, str]:
     """Decode bytes to text; returns (text, encoding used).
 
-    Order: a byte-order mark; the declared encoding (HTTP header or HTML meta) if Python knows it and it
-    decodes cleanly; UTF-8; then Windows-1252, the encoding browsers assume for undeclared Western pages
-    (a superset of the printable Latin-1 range); Latin-1 last, which decodes any byte.
+    Order: a byte-order mark; the declared encoding (HTTP header or HTML meta) if Python knows it and it decodes cleanly; UTF-8; UTF-8
+    with replacement characters when a few broken bytes sit among ten times as many valid UTF-8 characters
+    (one pasted Latin-1 byte must not turn a whole UTF-8 page into mojibake); then Windows-1252, the encoding
+    browsers assume for undeclared Western pages (a superset of the printable Latin-1 range); Latin-1 last,
+    which decodes any byte.
     """
     for bom, name in _BOMS:
         if data.startswith(bom):
             return data.decode(name, errors="replace"), name
     candidates = [declared] if declared else []
-    candidates += ["utf-8", "cp1252"]
+    candidates.append("utf-8")
     for name in candidates:
         try:
             return data.decode(_python_codec(name)), _python_codec(name)
         except (LookupError, UnicodeDecodeError):
             continue
-    return data.decode("latin-1"), "latin-1"
+    text = data.decode("utf-8", errors="replace")
+    broken = text.count("\ufffd")
+    if sum(1 for ch in text if ord(ch) > 127) - broken >= 10 * broken:
+        return text, "utf-8"
+    try:
+        return data.decode("cp1252"), "cp1252"
+    except UnicodeDecodeError:
+        return data.decode("latin-1"), "latin-1"
 
 
 def _python_codec(name: str) -> str:

@@ -28,7 +28,7 @@ import numpy as np
 from llmlab.errors import ConfigError, MissingDependencyError
 from llmlab.rag.stores.protocol import Filters, StoreStats, check_embedder, check_vectors
 from llmlab.rag.stores.text_query import query_terms, tsquery_text
-from llmlab.rag.types import Chunk, Document
+from llmlab.rag.types import Chunk, Document, cited_metadata
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS llmlab_meta(key text PRIMARY KEY, value text NOT NULL);
@@ -74,7 +74,7 @@ class PostgresStore:
 
     backend = "postgres"
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, create: bool = True) -> None:
         try:
             import psycopg
         except ImportError as e:
@@ -85,6 +85,10 @@ class PostgresStore:
             self.conn = psycopg.connect(url, autocommit=True)
         except psycopg.Error as e:
             raise ConfigError(f"cannot connect to PostgreSQL at {url}: {str(e).strip()}") from e
+        found = self.conn.execute("SELECT to_regclass('llmlab_documents')").fetchone()
+        if not create and (found is None or found[0] is None):
+            self.conn.close()
+            raise ConfigError(f"no llmlab store at {url}; create it with: llmlab rag ingest PATH --store URL")
         self._ensure_vector_extension()
         with self.conn.transaction():
             self.conn.execute(SCHEMA)
@@ -238,13 +242,33 @@ class PostgresStore:
             ).fetchall()
         return [(int(i), float(s)) for i, s in rows]
 
+    def dense_scores(self, vector: np.ndarray, ids: Sequence[int]) -> dict[int, float]:
+        if not ids or self.embedder() is None:
+            return {}
+        with self._lock:
+            rows = self.conn.execute(
+                "SELECT id, embedding <=> %s::vector FROM llmlab_chunks WHERE id = ANY(%s) AND embedding IS NOT NULL",
+                [vector_literal(np.asarray(vector, dtype=np.float32)), [int(i) for i in ids]],
+            ).fetchall()
+        return {int(i): 1.0 - float(d) for i, d in rows}
+
+    def vectors(self, ids: Sequence[int]) -> dict[int, np.ndarray]:
+        if not ids or self.embedder() is None:
+            return {}
+        with self._lock:
+            rows = self.conn.execute(
+                "SELECT id, embedding::text FROM llmlab_chunks WHERE id = ANY(%s) AND embedding IS NOT NULL",
+                [[int(i) for i in ids]],
+            ).fetchall()
+        return {int(i): np.array(json.loads(v), dtype=np.float32) for i, v in rows}
+
     def chunks(self, ids: Sequence[int]) -> dict[int, Chunk]:
         if not ids:
             return {}
         with self._lock:
             rows = self.conn.execute(
                 'SELECT c.id, c.text, d.source, d.source_type, c.chunk_index, c.page, c.heading_path, c.start, c."end",'
-                " d.title FROM llmlab_chunks c JOIN llmlab_documents d ON d.id = c.document_id WHERE c.id = ANY(%s)",
+                " d.title, d.metadata FROM llmlab_chunks c JOIN llmlab_documents d ON d.id = c.document_id WHERE c.id = ANY(%s)",
                 ([int(i) for i in ids],),
             ).fetchall()
         return {
@@ -258,6 +282,7 @@ class PostgresStore:
                 start=r[7],
                 end=r[8],
                 title=r[9],
+                metadata=cited_metadata(r[10]),
             )
             for r in rows
         }

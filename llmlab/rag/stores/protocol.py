@@ -106,6 +106,14 @@ class VectorStore(Protocol):
         """(chunk id, full-text score, higher is better) for the words of `query`, best first."""
         ...
 
+    def dense_scores(self, vector: np.ndarray, ids: Sequence[int]) -> dict[int, float]:
+        """Cosine similarity of the chunks with these ids to a unit vector (ids not stored are left out)."""
+        ...
+
+    def vectors(self, ids: Sequence[int]) -> dict[int, np.ndarray]:
+        """The stored (dim,) float32 vectors of these chunks (ids not stored are left out)."""
+        ...
+
     def chunks(self, ids: Sequence[int]) -> dict[int, Chunk]:
         """The chunks with these ids (missing ids are left out)."""
         ...

@@ -33,7 +33,7 @@ import numpy as np
 from llmlab.errors import ConfigError, DataError
 from llmlab.rag.stores.protocol import Filters, StoreStats, check_embedder, check_vectors
 from llmlab.rag.stores.text_query import fts5_match, query_terms
-from llmlab.rag.types import Chunk, Document
+from llmlab.rag.types import Chunk, Document, cited_metadata
 
 SCHEMA_VERSION = "1"
 
@@ -266,6 +266,29 @@ class SQLiteStore:
         # FTS5's bm25() is negated so that ORDER BY ascending ranks best first; flip it back.
         return [(int(r[0]), -float(r[1])) for r in rows]
 
+    def dense_scores(self, vector: np.ndarray, ids: Sequence[int]) -> dict[int, float]:
+        vector = np.asarray(vector, dtype=np.float32).reshape(-1)
+        with self._lock:
+            self._refresh()
+            all_ids, matrix = self._ids, self._matrix
+        wanted = np.asarray(sorted(set(int(i) for i in ids)), dtype=np.int64)
+        if len(all_ids) == 0 or len(wanted) == 0:
+            return {}
+        rows = np.searchsorted(all_ids, wanted).clip(0, len(all_ids) - 1)
+        found = all_ids[rows] == wanted
+        scores = np.einsum("ij,j->i", matrix[rows[found]], vector)  # (F,)
+        return {int(i): float(s) for i, s in zip(wanted[found], scores, strict=True)}
+
+    def vectors(self, ids: Sequence[int]) -> dict[int, np.ndarray]:
+        with self._lock:
+            self._refresh()
+            all_ids, matrix = self._ids, self._matrix
+        wanted = np.asarray(sorted(set(int(i) for i in ids)), dtype=np.int64)
+        if len(all_ids) == 0 or len(wanted) == 0:
+            return {}
+        rows = np.searchsorted(all_ids, wanted).clip(0, len(all_ids) - 1)
+        return {int(all_ids[r]): matrix[r].copy() for r in rows if all_ids[r] in wanted}
+
     def _informative(self, terms: list[str]) -> list[str]:
         """Drop terms found in more than half of the chunks (keeping the rarest if all are that common).
 
@@ -295,7 +318,7 @@ class SQLiteStore:
         with self._lock:
             rows = self.conn.execute(
                 'SELECT c.id, c.text, d.source, d.source_type, c.chunk_index, c.page, c.heading_path, c.start, c."end",'
-                " d.title FROM chunks c JOIN documents d ON d.id = c.document_id"
+                " d.title, d.metadata FROM chunks c JOIN documents d ON d.id = c.document_id"
                 " WHERE c.id IN (SELECT value FROM json_each(?))",
                 (json.dumps([int(i) for i in ids]),),
             ).fetchall()
@@ -310,6 +333,7 @@ class SQLiteStore:
                 start=r[7],
                 end=r[8],
                 title=r[9],
+                metadata=cited_metadata(json.loads(r[10])),
             )
             for r in rows
         }

@@ -1,0 +1,217 @@
+"""Tool calling with SmolLM2-135M: constrained vs unconstrained decoding, measured.
+
+    python bench/agents.py [--parts project,speed,bfcl] [--limit N] [--json out.json]
+
+- project: the project's 28 single-call tasks (bench/data/agents/tasks.jsonl; the only tasks prompts and
+  decoding were tuned on), tool_choice "required": the rate of valid calls, of the right tool, and of fully
+  correct calls, for unconstrained decoding and for constrained decoding with the tool chosen token by token
+  (greedy), by direct scoring of each name, and by channel scoring (the default).
+- speed: milliseconds the token masks cost per decoding step on SmolLM2's 49,152-token vocabulary, the
+  first time each automaton state is seen (cold) and after (warm), beside the time of a decoding step itself.
+- bfcl: a 20-per-category subset of the Berkeley Function Calling Leaderboard v4 (simple_python, multiple,
+  parallel, irrelevance; built into the data cache by bench/data/bfcl/build.py, see its README), scored with
+  BFCL's AST checker rules (the project's implementation, bench/bfcl_checker.py):
+  valid calls (decoded and matching the schema), fully correct calls, and abstention when no function fits.
+  Used only to report, never to tune. The functions are presented as BFCL presents them to function-calling
+  models (types mapped to JSON Schema, "Note that the provided function is in Python 3 syntax.").
+
+Numbers move with the machine's load; they are printed as measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from agent_tasks import load_tasks, score_call, task_tools
+from bfcl_checker import check
+from public_data import data_dir
+
+CATEGORIES = ("simple_python", "multiple", "parallel", "irrelevance")
+# BFCL's parameter types as JSON Schema types (BFCL's own table for function-calling models); others are strings
+JSON_TYPES = {
+    "integer": "integer", "number": "number", "float": "number", "double": "number", "string": "string",
+    "char": "string", "any": "string", "boolean": "boolean", "bool": "boolean", "array": "array", "list": "array",
+    "tuple": "array", "dict": "object", "object": "object", "byte": "integer", "short": "integer", "long": "integer",
+}  # fmt: skip
+
+
+def json_schema(spec: dict[str, Any], *, parameter: bool = True) -> dict[str, Any]:
+    """One BFCL parameter spec as JSON Schema, the way BFCL presents functions to function-calling models.
+
+    The type goes through JSON_TYPES (missing or unknown: "string"); a float parameter also gets
+    `"format": "float"` and " This is a float type value." after its description; object properties and
+    array items are converted the same way, at any depth (BFCL goes two levels deep, enough for its data).
+    """
+    out = dict(spec)
+    kind = spec.get("type")
+    out["type"] = JSON_TYPES.get(kind, "string") if isinstance(kind, str) else "string"
+    if parameter and kind == "float":
+        out["format"] = "float"
+        out["description"] = spec.get("description", "") + " This is a float type value."
+    if isinstance(spec.get("properties"), dict):
+        out["properties"] = {k: json_schema(v) for k, v in spec["properties"].items()}
+    if isinstance(spec.get("items"), dict):
+        out["items"] = json_schema(spec["items"], parameter=False)
+    return out
+
+
+def bfcl_tools(functions: list[dict[str, Any]]) -> list[Any]:
+    """BFCL function descriptions as llmlab tools (names kept, dots included)."""
+    from llmlab.agents.tools import Tool
+
+    tools = []
+    for f in functions:
+        params = json_schema(f["parameters"], parameter=False) | {"type": "object"}
+        description = f.get("description", "") + " Note that the provided function is in Python 3 syntax."
+        tools.append(Tool(f["name"], description, params))
+    return tools
+
+
+def load(name: str) -> list[dict[str, Any]]:
+    """Records of one file of the BFCL subset in the data cache (stops with the build command if missing)."""
+    path = data_dir("bfcl") / name
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def run_project(engine: Any, only: list[str] | None = None) -> dict[str, Any]:
+    from llmlab.agents.caller import CallerConfig, ToolCaller
+
+    tools, tasks = task_tools(), load_tasks()
+    configs = {
+        "unconstrained": CallerConfig(constrain=False, max_text_tokens=64),
+        "constrained, greedy choice": CallerConfig(selection="greedy"),
+        "constrained, direct scores": CallerConfig(selection="direct"),
+        "constrained, channel scores (default)": CallerConfig(),
+    }
+    out = {}
+    configs = {k: v for k, v in configs.items() if only is None or any(o in k for o in only)}
+    for name, config in configs.items():
+        caller, started = ToolCaller(engine, tools, config), time.perf_counter()
+        scores = [
+            score_call(t, caller.reply([{"role": "user", "content": t["request"]}], "required").calls)
+            for t in tasks
+        ]
+        out[name] = {k: sum(s[k] for s in scores) / len(tasks) for k in ("valid", "tool", "correct")}
+        out[name]["seconds_per_task"] = (time.perf_counter() - started) / len(tasks)
+        print(f"project  {name:40s} " + "  ".join(f"{k} {v:.0%}" for k, v in out[name].items() if k != "seconds_per_task")
+              + f"  ({out[name]['seconds_per_task']:.1f} s/task)", flush=True)  # fmt: skip
+    return out
+
+
+def run_speed(engine: Any) -> dict[str, float]:
+    """ms per step of the masks, cold and warm, beside the decoding step itself (same calls, same run)."""
+    import llmlab.agents.json_constraint as jc
+    from llmlab.agents.json_constraint import tool_call_constraint
+    from llmlab.agents.vocab import vocab_for
+    from llmlab.generation import GenerationConfig
+
+    tok, tools = engine.tokenizer, task_tools()
+    started = time.perf_counter()
+    vocab_for(tok)
+    vocab_seconds = time.perf_counter() - started
+    prompt = "<|im_start|>user\nWeather in Oslo and 2 + 2?<|im_end|>\n<|im_start|>assistant\n"
+    config = GenerationConfig(max_new_tokens=80, temperature=1.0, top_p=1.0, seed=0)
+    rows = {}
+    for label in ("cold", "warm"):
+        if label == "cold":
+            jc._MASKERS.clear()
+        hook = tool_call_constraint(tok, tools, "required", max_tokens=80, eos_ids=sorted(engine.eos_ids))
+        outs = engine.generate([prompt], config, allowed_tokens=hook)
+        step_ms = 1000 * outs[0].seconds / max(outs[0].completion_tokens, 1)
+        rows[label] = {"mask_ms_per_step": hook.ms_per_step, "decode_ms_per_step": step_ms}
+    free = engine.generate([prompt], config)[0]
+    result = {
+        "vocab_build_seconds": vocab_seconds,
+        "cold_mask_ms": rows["cold"]["mask_ms_per_step"],
+        "warm_mask_ms": rows["warm"]["mask_ms_per_step"],
+        "constrained_decode_ms_per_token": rows["warm"]["decode_ms_per_step"],
+        "unconstrained_decode_ms_per_token": 1000 * free.seconds / max(free.completion_tokens, 1),
+    }
+    print(
+        f"speed    vocabulary index {result['vocab_build_seconds']:.2f} s once; masks {result['cold_mask_ms']:.2f} ms/step "
+        f"cold, {result['warm_mask_ms']:.3f} ms/step warm; decoding {result['constrained_decode_ms_per_token']:.1f} "
+        f"ms/token constrained vs {result['unconstrained_decode_ms_per_token']:.1f} unconstrained "
+        f"(ratio {result['constrained_decode_ms_per_token'] / result['unconstrained_decode_ms_per_token']:.2f})",
+        flush=True,
+    )  # fmt: skip
+    return result
+
+
+def run_bfcl(engine: Any, limit: int, only: list[str] | None = None) -> dict[str, Any]:
+    from llmlab.agents.caller import CallerConfig, ToolCaller
+
+    configs = {
+        "constrained, required": (CallerConfig(parallel=True), "required"),
+        "constrained, auto": (CallerConfig(parallel=True, max_text_tokens=96), "auto"),
+        "unconstrained": (CallerConfig(constrain=False, parallel=True, max_text_tokens=96), "auto"),
+    }
+    out: dict[str, Any] = {}
+    configs = {k: v for k, v in configs.items() if only is None or any(o in k for o in only)}
+    for name, (config, choice) in configs.items():
+        out[name] = {}
+        for category in CATEGORIES:
+            if category == "irrelevance" and choice == "required":
+                continue  # a call is forced: abstention is impossible by construction
+            items = load(f"BFCL_v4_{category}.jsonl")[:limit]
+            answers = (
+                {a["id"]: a["ground_truth"] for a in load(f"possible_answer_{category}.jsonl")}
+                if category != "irrelevance"
+                else {}
+            )
+            counts = {"valid": 0, "correct": 0, "abstained": 0}
+            for item in items:
+                tools = bfcl_tools(item["function"])
+                reply = ToolCaller(engine, tools, config).reply(item["question"][0], choice)
+                decoded = [{c.name: c.arguments} for c in reply.calls if c.error is None]
+                counts["valid"] += bool(reply.calls) and len(decoded) == len(reply.calls)
+                counts["abstained"] += not reply.calls
+                if category == "irrelevance":
+                    counts["correct"] += not decoded  # BFCL: correct when no call decodes
+                elif decoded:
+                    counts["correct"] += (
+                        check(item["function"], decoded, answers[item["id"]], category) is None
+                    )
+            out[name][category] = {k: v / len(items) for k, v in counts.items()} | {"n": len(items)}
+            row = out[name][category]
+            print(f"bfcl     {name:24s} {category:14s} n={row['n']:<3d} valid calls {row['valid']:.0%}  correct {row['correct']:.0%}"
+                  f"  abstained {row['abstained']:.0%}", flush=True)  # fmt: skip
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--parts", default="speed,project,bfcl")
+    parser.add_argument("--limit", type=int, default=20, help="BFCL items per category (at most 20)")
+    parser.add_argument(
+        "--configs", help="only the decoding set-ups whose name contains one of these words (comma-separated)"
+    )
+    parser.add_argument("--model", default="smollm2-135m-instruct")
+    parser.add_argument("--json", help="also write the numbers to this file")
+    args = parser.parse_args()
+    from llmlab.generation import Engine
+    from llmlab.models import load_model
+
+    engine = Engine.from_loaded(load_model(args.model, device="cpu"))
+    print(f"model {args.model}, precision {engine.backend.__class__.__name__}", flush=True)
+    results: dict[str, Any] = {}
+    parts = args.parts.split(",")
+    only = args.configs.split(",") if args.configs else None
+    if "speed" in parts:
+        results["speed"] = run_speed(engine)
+    if "project" in parts:
+        results["project"] = run_project(engine, only)
+    if "bfcl" in parts:
+        results["bfcl"] = run_bfcl(engine, args.limit, only)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

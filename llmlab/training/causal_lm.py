@@ -1,0 +1,144 @@
+"""Next-token cross-entropy for decoder-only models, computed on the target positions only.
+
+    loss_sum = Σ_{t : y_t ≠ -100} −log softmax(W_out h_t)[y_t]        h = the decoder's last hidden states
+
+`targets` are already shifted (targets[t] is the token after input t, -100 where nothing is learned; see
+`llmlab.data.packing`). The output projection runs only on the N target positions, (N, H) @ (H, V), rather
+than on all B·T positions: prompt tokens of instruction data and padding cost no vocabulary-sized logits, and
+the logits are upcast to fp32 for the softmax. When the N × V logits would be large (more than CHUNK_LOGITS
+values), they are computed a chunk of rows at a time under activation checkpointing (`chunked_losses`):
+the same sum, with the logits never all held at once. A soft prompt (prompt tuning) goes in front of the
+inputs as the model's own call would put it, and its positions are left out of the loss. Models whose logits
+are more than `lm_head(hidden)` (soft-capped or scaled logits) take the plain path: the full forward, then
+the same selection.
+
+Batches carry `input_ids`, `targets` and `position_ids` (B, T); the position ids restart at every packed
+document, so transformers builds a block-diagonal causal mask (no attention across documents).
+Parity: tests/training/test_causal_lm.py::test_matches_transformers_loss (equals the model's own loss from
+`labels`, times the number of targets).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from llmlab.data.packing import IGNORE
+from llmlab.training.objective import Batch, LossOutput
+
+if TYPE_CHECKING:
+    from torch import nn
+
+# Config attributes that mean logits are not just lm_head(hidden_states).
+_LOGIT_TRANSFORMS = ("final_logit_softcapping", "logit_scale", "logits_scaling", "output_multiplier_scale")
+
+
+def _unwrap(model: Any) -> Any:
+    return getattr(model, "module", model)  # DistributedDataParallel and similar wrappers
+
+
+def split_head(model: Any) -> tuple[Any, Any] | None:
+    """(decoder body returning hidden states, output projection), or None when logits need the full forward."""
+    model = _unwrap(model)
+    config = getattr(model, "config", None)
+    if any(getattr(config, name, None) not in (None, 1, 1.0) for name in _LOGIT_TRANSFORMS):
+        return None
+    body = getattr(model, getattr(model, "base_model_prefix", ""), None)
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    if body is None or head is None or body is model:
+        return None
+    return body, head
+
+
+def hidden_states(body: Any, batch: Batch, model: Any = None) -> torch.Tensor:
+    """(B, P + T, H) last hidden states; no KV cache, so packed position ids give the block-diagonal mask.
+    P > 0 when `model` has an active soft prompt (prompt tuning), put in front as the model's own call would."""
+    from llmlab.peft.prompt_tuning import prompt_inputs
+
+    inputs = {"input_ids": batch["input_ids"], "position_ids": batch.get("position_ids"), "use_cache": False}
+    out = body(**(prompt_inputs(_unwrap(model), inputs) if model is not None else inputs))
+    return out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
+
+
+def target_hidden(body: Any, batch: Batch, model: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """(last hidden states (N, H) at the N target positions, their targets (N,))."""
+    targets = batch["targets"]  # (B, T)
+    T = targets.shape[1]  # outputs may have soft-prompt positions in front: the last T are the tokens'
+    keep = targets != IGNORE  # (B, T)
+    return hidden_states(body, batch, model)[:, -T:][keep], targets[keep]
+
+
+def target_logits(model: nn.Module, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+    """(logits (N, V) at the N target positions, their targets (N,)); the head runs on those positions only."""
+    parts = split_head(model)
+    if parts is not None:
+        body, head = parts
+        hidden, y = target_hidden(body, batch, model)
+        return head(hidden), y
+    targets = batch["targets"]
+    out = _unwrap(model)(
+        input_ids=batch["input_ids"], position_ids=batch.get("position_ids"), use_cache=False
+    )
+    return out.logits[:, -targets.shape[1] :][targets != IGNORE], targets[targets != IGNORE]
+
+
+def token_losses(model: nn.Module, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+    """(summed loss over target positions, per-target argmax-correct flags (N,)); long batches go through the
+    head in chunks (`chunked_losses`), so the (N, V) logits are never held at once."""
+    import torch.nn.functional as F
+
+    parts = split_head(model)
+    if parts is None:
+        logits, y = target_logits(model, batch)
+    else:
+        body, head = parts
+        hidden, y = target_hidden(body, batch, model)  # (N, H), (N,)
+        if hidden.shape[0] * head.weight.shape[0] > CHUNK_LOGITS:
+            return chunked_losses(head, hidden, y)
+        logits = head(hidden)  # (N, V)
+    loss = F.cross_entropy(logits.float(), y, reduction="sum")
+    return loss, logits.detach().argmax(-1) == y
+
+
+CHUNK_LOGITS = 2**24  # logits held at once by the chunked loss: 64 MB in fp32
+
+
+def _chunk_loss(head: Any, hidden: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    import torch.nn.functional as F
+
+    logits = head(hidden)  # (C, V)
+    return F.cross_entropy(logits.float(), y, reduction="sum"), logits.detach().argmax(-1) == y
+
+
+def chunked_losses(head: Any, hidden: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The same sum over target positions, computed CHUNK_LOGITS / V rows at a time, each chunk
+    checkpointed: its logits are recomputed in the backward pass instead of kept (N × V fp32 logits, their
+    softmax and gradient would dominate the memory of a small-model step), for one more output projection."""
+    from torch.utils.checkpoint import checkpoint
+
+    rows = max(1, CHUNK_LOGITS // head.weight.shape[0])
+    losses, correct = [], []
+    for start in range(0, hidden.shape[0], rows):
+        loss, ok = checkpoint(
+            _chunk_loss, head, hidden[start : start + rows], y[start : start + rows], use_reentrant=False
+        )
+        losses.append(loss)
+        correct.append(ok)
+    return torch.stack(losses).sum(), torch.cat(correct)
+
+
+class CausalLMObjective:
+    """Language modelling on the unmasked target tokens; reports perplexity and next-token accuracy."""
+
+    perplexity = True
+
+    def units(self, batch: Batch) -> int:
+        return int((batch["targets"] != IGNORE).sum())
+
+    def tokens(self, batch: Batch) -> int:
+        return int(batch["tokens"]) if "tokens" in batch else batch["input_ids"].numel()
+
+    def loss(self, model: nn.Module, batch: Batch) -> LossOutput:
+        loss, correct = token_losses(model, batch)
+        return LossOutput(loss, {"accuracy": float(correct.sum())})

@@ -1,0 +1,43 @@
+"""Scripted rankers: stand-ins for people with a stated rule."""
+
+from __future__ import annotations
+
+import pytest
+
+from llmlab.errors import ConfigError
+from llmlab.rlhf.rankers import make_ranker, ranks_from_scores
+
+
+def test_ranks_from_scores_share_ranks_on_ties() -> None:
+    assert ranks_from_scores([5, 9, 5]) == [2, 1, 2]
+    assert ranks_from_scores([1, 2, 3]) == [3, 2, 1]
+    assert ranks_from_scores([4, 4, 1]) == [1, 1, 2]
+
+
+def test_shortest_and_longest() -> None:
+    shortest, rule = make_ranker("shortest")
+    assert "fewer characters" in rule
+    assert shortest("p", ["abcd", "ab ", "abc", "xy"]) == [
+        3,
+        1,
+        2,
+        1,
+    ]  # "ab " strips to 2 characters, ties "xy"
+    longest, _ = make_ranker("longest")
+    assert longest("p", ["abcd", "ab", "abc"]) == [1, 3, 2]
+
+
+def test_contains_word_case_insensitive_whole_word() -> None:
+    rank, rule = make_ranker("contains:Paris")
+    assert rule == "completions containing 'Paris' (any case, whole word) beat the others; the rest tie"
+    assert rank("p", ["It is paris.", "Parisian food", "Rome", "PARIS!"]) == [1, 2, 2, 1]
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [("bogus", "--ranker must be one of shortest, longest, contains:WORD, got 'bogus'"),
+     ("contains:", "needs a word after the colon"), ("shortest:x", "must be one of")],
+)  # fmt: skip
+def test_unknown_rankers_are_refused(name: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        make_ranker(name)

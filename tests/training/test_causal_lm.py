@@ -1,0 +1,64 @@
+"""The fused next-token loss equals transformers' own loss; models with transformed logits take the plain path."""
+
+from __future__ import annotations
+
+import torch
+
+from llmlab.data.packing import single_rows
+from llmlab.data.tokenize import Tokenized
+from llmlab.training.batches import collate
+from llmlab.training.causal_lm import CausalLMObjective, split_head
+
+
+def test_matches_transformers_loss(tiny_model):
+    """Sum over target tokens = transformers' mean loss from `labels` (prompt and padding set to -100) × the
+    number of targets; two rows of different lengths, so padding is exercised too."""
+    g = torch.Generator().manual_seed(0)
+    a = Tokenized(torch.randint(4, 300, (9,), generator=g).tolist(), [False] * 4 + [True] * 5, "a")
+    b = Tokenized(torch.randint(4, 300, (6,), generator=g).tolist(), [False] * 2 + [True] * 4, "b")
+    batch = collate(single_rows([a, b]), pad_id=3)
+    objective = CausalLMObjective()
+    ours = objective.loss(tiny_model, batch).loss
+    labels = torch.full_like(batch["input_ids"], -100)
+    for i, ex in enumerate((a, b)):
+        labels[i, : len(ex)] = torch.tensor(
+            [t if m else -100 for t, m in zip(ex.input_ids, ex.loss_mask, strict=True)]
+        )
+    mask = (torch.arange(batch["input_ids"].shape[1])[None] < torch.tensor([[9], [6]])).long()
+    reference = tiny_model(input_ids=batch["input_ids"], attention_mask=mask, labels=labels).loss
+    assert objective.units(batch) == 5 + 4  # the completion tokens of a and b
+    torch.testing.assert_close(ours, reference * objective.units(batch))
+
+
+def test_soft_capped_logits_take_the_full_forward(tiny_model):
+    tiny_model.config.final_logit_softcapping = 30.0
+    try:
+        assert split_head(tiny_model) is None
+    finally:
+        tiny_model.config.final_logit_softcapping = None
+    assert split_head(tiny_model) is not None
+
+
+def test_chunked_loss_equals_the_whole(monkeypatch):
+    """Chunking the output projection and the softmax (here 3 rows at a time, checkpointed) gives the same
+    summed loss, the same accuracy flags and the same gradients as one (N, V) pass."""
+    import torch
+    from tiny import tiny_llama
+
+    from llmlab.training import causal_lm
+
+    torch.manual_seed(0)
+    model = tiny_llama(64, seed=0).train()
+    ids = torch.randint(0, 64, (2, 9))
+    batch = {"input_ids": ids, "targets": ids.roll(-1, 1), "position_ids": torch.arange(9).repeat(2, 1)}
+    whole, whole_ok = causal_lm.token_losses(model, batch)
+    whole.backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad()
+    monkeypatch.setattr(causal_lm, "CHUNK_LOGITS", 3 * 64)
+    chunked, chunked_ok = causal_lm.token_losses(model, batch)
+    chunked.backward()
+    torch.testing.assert_close(chunked, whole)
+    assert torch.equal(chunked_ok, whole_ok)
+    for name, param in model.named_parameters():
+        torch.testing.assert_close(param.grad, grads[name])
