@@ -29,8 +29,11 @@ scored with SQuAD's normalisation: EM and token F1 (answerable questions; the be
 citation markers removed), the share whose gold answer is in the retrieved context (an upper bound for an
 extractive reader), citation precision (of the answers that cite or are attributed to a block: the first
 such block contains a gold answer), and for unanswerable questions the not-found rate.
+`--answer-styles free,extractive` compares the answer styles on the squad set, one column each (extractive:
+decoding may only copy a span of one retrieved block, llmlab/rag/extractive.py); the guide set uses the
+first style listed.
 Usage: python bench/rag_answers.py [--set guide|squad] [--limit N] [--prompts few-shot,zero-shot]
-       [--verbose] [--json FILE]
+       [--answer-styles free,extractive] [--verbose] [--json FILE]
 """
 
 from __future__ import annotations
@@ -162,7 +165,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         for n, item in enumerate(items, start=1):
             hits = store.search(item["question"], mode="hybrid", top_k=args.chunks)
             for prompt in args.prompts:
-                config = AnswerConfig(chunks=args.chunks, prompt=prompt, min_relevance=args.min_relevance)
+                config = AnswerConfig(
+                    chunks=args.chunks,
+                    prompt=prompt,
+                    min_relevance=args.min_relevance,
+                    **style_options(args.styles[0]),
+                )
                 answerer = Answerer(store, engine, config, generation)
                 start = time.perf_counter()
                 answer = answerer.stream(item["question"], hits=hits).result()
@@ -250,8 +258,15 @@ def summarize_squad(rows: list[dict[str, Any]]) -> dict[str, float]:
     }
 
 
+def style_options(style: str) -> dict[str, str]:
+    """AnswerConfig fields for a style as --answer-styles names it: `extractive+likelihood` is
+    answer_style="extractive" with span_choice="likelihood"."""
+    answer_style, _, span_choice = style.partition("+")
+    return {"answer_style": answer_style} | ({"span_choice": span_choice} if span_choice else {})
+
+
 def run_squad(args: argparse.Namespace) -> dict[str, Any]:
-    from llmlab.rag.answer import ask, load_engine
+    from llmlab.rag.answer import AnswerConfig, Answerer, load_engine
     from llmlab.rag.store import Store
 
     articles, items = load_squad(Path(args.squad))
@@ -261,28 +276,35 @@ def run_squad(args: argparse.Namespace) -> dict[str, Any]:
     print(
         f"{len(items)} questions ({n_unanswerable} unanswerable) over {len(articles)} SQuAD 2.0 dev articles"
     )
-    rows = []
+    rows: dict[str, list[dict[str, Any]]] = {style: [] for style in args.styles}
     with tempfile.TemporaryDirectory() as tmp:
         write_articles(articles, Path(tmp) / "articles")
         store = Store.open(str(Path(tmp) / "squad.sqlite"))
         report = store.ingest([Path(tmp) / "articles"])
         print(f"store: {len(report.added)} articles, {report.chunks} chunks", flush=True)
-        retrieval = retrieval_upper_bound(store, [i for i in items if i["answerable"]], args.top_k)
+        retrieval = retrieval_upper_bound(store, [i for i in items if i["answerable"]], args.chunks)
         print(f"loading {args.model}", flush=True)
         engine = load_engine(args.model, device="cpu")
         for n, item in enumerate(items, start=1):
-            start = time.perf_counter()
-            answer = ask(item["question"], store, engine=engine)
-            row = score_squad(item, answer) | {"seconds": time.perf_counter() - start}
-            rows.append(row)
-            if args.verbose:
-                gold = item["answers"] or ["(unanswerable)"]
-                print(f"[{n}/{len(items)}] {item['question']}\n    -> {answer.text!r}  gold {gold[0]!r}")
-            else:
+            defaults = AnswerConfig()  # retrieve as ask() does, once for all the styles
+            hits = store.search(item["question"], mode=defaults.mode, top_k=defaults.chunks)
+            for style in args.styles:
+                answerer = Answerer(store, engine, AnswerConfig(**style_options(style)))
+                start = time.perf_counter()
+                answer = answerer.stream(item["question"], hits=hits).result()
+                row = score_squad(item, answer) | {"seconds": time.perf_counter() - start}
+                rows[style].append(row)
+                if args.verbose:
+                    gold = item["answers"] or ["(unanswerable)"]
+                    print(
+                        f"[{n}/{len(items)} {style}] {item['question']}\n    -> {answer.text!r}  gold {gold[0]!r}"
+                    )
+            if not args.verbose:
                 print(f"\r{n}/{len(items)} questions", end="", file=sys.stderr, flush=True)
         store.close()
     print(file=sys.stderr)
-    return {"results": rows, "summary": summarize_squad(rows) | retrieval}
+    summary = {style: summarize_squad(style_rows) for style, style_rows in rows.items()}
+    return {"results": rows, "summary": summary, "retrieval": retrieval}
 
 
 def retrieval_upper_bound(store: Any, items: list[dict[str, Any]], top_k: int) -> dict[str, float]:
@@ -305,10 +327,20 @@ def retrieval_upper_bound(store: Any, items: list[dict[str, Any]], top_k: int) -
     return out
 
 
-def print_squad(summary: dict[str, float]) -> None:
-    print(f"\n{'metric':32} {'ask() defaults':>16}")
-    for metric, value in summary.items():
-        print(f"{metric:32} {value:16.1f}")
+def print_squad(summary: dict[str, dict[str, float]], retrieval: dict[str, float]) -> None:
+    """One column per answer style (ask() defaults otherwise); the ratio is the last style over the first."""
+    styles = list(summary)
+    ratio = len(styles) > 1
+    header = "".join(f"{'--answer-style ' + s:>26}" for s in styles)
+    print(f"\n{'metric':32} {header}" + (f" {'ratio':>7}" if ratio else ""))
+    for metric in summary[styles[0]]:
+        values = [summary[s][metric] for s in styles]
+        line = f"{metric:32} " + "".join(f"{v:26.1f}" for v in values)
+        if ratio:
+            line += f" {values[-1] / values[0]:7.2f}" if values[0] else f" {'-':>7}"
+        print(line)
+    for metric, value in retrieval.items():
+        print(f"{metric:32} {value:26.1f}")
 
 
 def print_table(summary: dict[str, dict[str, float]]) -> None:
@@ -333,16 +365,23 @@ def main() -> int:
     parser.add_argument("--model", default="smollm2-135m-instruct")
     parser.add_argument("--prompts", default="zero-shot,few-shot", help="comma-separated prompt styles")
     parser.add_argument("--chunks", type=int, default=3, help="chunks in the prompt (AnswerConfig's default)")
+    parser.add_argument(
+        "--answer-styles",
+        default="free",
+        help="comma-separated answer styles (free, extractive, auto; extractive+likelihood chooses the span by "
+        "likelihood); --set squad compares them, the guide set uses the first",
+    )
     parser.add_argument("--min-relevance", type=float, default=0.0, help="the relevance gate (0: off)")
     parser.add_argument("--limit", type=int, default=0, help="only the first N questions")
     parser.add_argument("--verbose", action="store_true", help="print every answer")
     parser.add_argument("--json", help="also write every answer and the summary to this file")
     args = parser.parse_args()
     args.prompts = [p.strip() for p in args.prompts.split(",") if p.strip()]
+    args.styles = [s.strip() for s in args.answer_styles.split(",") if s.strip()]
     started = time.perf_counter()
     if args.set == "squad":
         out = run_squad(args)
-        print_squad(out["summary"])
+        print_squad(out["summary"], out["retrieval"])
     else:
         out = run(args)
         print_table(out["summary"])

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from llmlab.errors import ConfigError
 from llmlab.generation.config import GenerationConfig
 from llmlab.prompting.budget import count_tokens, fit_to_budget
-from llmlab.prompting.grounded import NOT_FOUND, PROMPTS, render_grounded
+from llmlab.prompting.grounded import NOT_FOUND, PROMPTS, STYLES, render_grounded
 from llmlab.rag.citations import (
     Attribution,
     Source,
@@ -35,11 +35,19 @@ from llmlab.rag.citations import (
     sources_from,
     validate_citations,
 )
+from llmlab.rag.extractive import SpanConstraint, extractive_answer, span_constraint
 from llmlab.rag.retrieval import MODES
 from llmlab.rag.types import Chunk, Hit
 
 if TYPE_CHECKING:
     from llmlab.rag.store import Store
+
+ANSWER_STYLES = (*STYLES, "auto")
+SPAN_CHOICES = ("greedy", "likelihood")
+AUTO_EXTRACTIVE_PARAMETERS = 1_000_000_000
+"""--answer-style auto copies spans (extractive) with models under this many parameters, else writes freely:
+the packaged 135M model's free answers restate the question with wrong facts (issue 14), while a span it
+picks is at least a true quote."""
 
 ANSWER_DEFAULTS: dict[str, Any] = {"max_new_tokens": 64, "greedy": True, "stop": ["\n\n", "</document"]}
 """Decoding settings for answers unless the caller overrides them: greedy, short, one paragraph, and never
@@ -74,6 +82,12 @@ class AnswerConfig:
     model's context window minus --max-new-tokens)."""
     min_support: float = 0.35
     """Cosine similarity below which an answer sentence is attributed to no source."""
+    answer_style: str = "free"
+    """free (the model writes the answer), extractive (decoding may only copy a span of one context block,
+    cited by construction; llmlab/rag/extractive.py), or auto (extractive for models under 1B parameters)."""
+    span_choice: str = "greedy"
+    """How an extractive answer's span is chosen: greedy (decoding under the span mask) or likelihood (the
+    likeliest of candidate spans, end included; llmlab/rag/span_scoring.py)."""
     min_relevance: float = 0.0
     """Reply "I don't know based on the documents." without generating when no retrieved chunk has a dense
     (cosine) similarity to the query of at least this; 0 disables (the default: with minilm-l6, on-topic questions about llmlab's
@@ -86,6 +100,14 @@ class AnswerConfig:
             raise ConfigError(f"--mode must be one of {', '.join(MODES)}, got {self.mode!r}")
         if self.prompt not in PROMPTS:
             raise ConfigError(f"--prompt must be one of {', '.join(PROMPTS)}, got {self.prompt!r}")
+        if self.answer_style not in ANSWER_STYLES:
+            raise ConfigError(
+                f"--answer-style must be one of {', '.join(ANSWER_STYLES)}, got {self.answer_style!r}"
+            )
+        if self.span_choice not in SPAN_CHOICES:
+            raise ConfigError(
+                f"--span-choice must be one of {', '.join(SPAN_CHOICES)}, got {self.span_choice!r}"
+            )
         if self.max_prompt_tokens < 16:
             raise ConfigError(f"--max-prompt-tokens must be at least 16, got {self.max_prompt_tokens}")
         for name, value in (("min-support", self.min_support), ("min-relevance", self.min_relevance)):
@@ -128,13 +150,20 @@ class GroundedPrompt:
     """Lower-ranked hits left out to fit the token budget."""
 
 
-def render_prompt(tokenizer: Any, question: str, chunks: Sequence[Chunk], prompt: str) -> str:
+def render_prompt(
+    tokenizer: Any, question: str, chunks: Sequence[Chunk], prompt: str, style: str = "free"
+) -> str:
     """The grounded prompt as text for these chunks (prompting/grounded.py)."""
-    return render_grounded(tokenizer, question, [c.text for c in chunks], prompt)
+    return render_grounded(tokenizer, question, [c.text for c in chunks], prompt, style)
 
 
 def build_prompt(
-    question: str, hits: Sequence[Hit], tokenizer: Any, budget: int, prompt: str = "few-shot"
+    question: str,
+    hits: Sequence[Hit],
+    tokenizer: Any,
+    budget: int,
+    prompt: str = "few-shot",
+    style: str = "free",
 ) -> GroundedPrompt:
     """Render the grounded prompt with as many of `hits` (best first) as fit in `budget` tokens.
 
@@ -144,7 +173,7 @@ def build_prompt(
     if not question.strip():
         raise ConfigError("the question is empty; ask something")
     fitted = fit_to_budget(
-        lambda k: render_prompt(tokenizer, question, [h.chunk for h in hits[:k]], prompt),
+        lambda k: render_prompt(tokenizer, question, [h.chunk for h in hits[:k]], prompt, style),
         len(hits),
         budget,
         lambda text: count_tokens(tokenizer, text),
@@ -323,12 +352,15 @@ class Answerer:
         """
         query = query or question
         hits = self.retrieve(query) if hits is None else list(hits)
+        style = self.style
         prompt = build_prompt(
-            ask_as or question, hits, self.engine.tokenizer, self.budget, self.config.prompt
+            ask_as or question, hits, self.engine.tokenizer, self.budget, self.config.prompt, style
         )
-        embed = self.store.embedder.embed if hits else _no_embed
         relevance = max((h.scores["dense"] for h in hits if "dense" in h.scores), default=None)
         gated = relevance is not None and relevance < self.config.min_relevance
+        if style == "extractive" and prompt.hits and not gated:
+            return self._extractive(question, query, prompt, relevance)
+        embed = self.store.embedder.embed if hits else _no_embed
         pieces: Iterable[str] = (
             self.engine.stream(prompt.text, self.generation)
             if prompt.hits and not gated
@@ -344,6 +376,60 @@ class Answerer:
 
     def answer(self, question: str, *, query: str | None = None) -> Answer:
         return self.stream(question, query=query).result()
+
+    @property
+    def style(self) -> str:
+        """The answer style in effect: --answer-style, with auto resolved by the model's size."""
+        style = self.config.answer_style
+        if style == "auto":
+            model = getattr(self.engine, "model", None)
+            size = sum(p.numel() for p in model.parameters()) if model is not None else None
+            style = "extractive" if size is not None and size < AUTO_EXTRACTIVE_PARAMETERS else "free"
+        if style == "extractive" and not hasattr(self.engine, "eos_ids"):
+            raise ConfigError(
+                "--answer-style extractive needs llmlab's decoding engine (its allowed_tokens hook); "
+                f"got {type(self.engine).__name__}; use --answer-style free"
+            )
+        return style
+
+    def _extractive(
+        self, question: str, query: str, prompt: GroundedPrompt, relevance: float | None
+    ) -> AnswerStream:
+        """Generate under the span constraint (extractive.py) and cite the block the span was copied from."""
+        engine: Any = self.engine
+        backend = getattr(engine, "backend", None)
+        vocab = int(getattr(backend, "vocab_size", 0) or len(engine.tokenizer))
+        constraint = span_constraint(
+            engine.tokenizer,
+            [h.chunk.text.strip() for h in prompt.hits],
+            vocab,
+            set(engine.eos_ids),
+            [NOT_FOUND],
+        )
+        chosen: list[int] = []
+        if self.config.span_choice == "likelihood":
+            pieces: Any = self._scored_span(prompt, constraint, chosen)
+        else:
+            pieces = engine.stream(prompt.text, self.generation, allowed_tokens=constraint)
+
+        def finish(text: str) -> Answer:
+            ids = chosen or (pieces.completion.token_ids if getattr(pieces, "completion", None) else [])
+            answer = extractive_answer(question, text, ids, constraint, prompt, self.generation.stop, query)
+            answer.relevance = relevance
+            return answer
+
+        return AnswerStream(prompt, pieces, finish, query)
+
+    def _scored_span(
+        self, prompt: GroundedPrompt, constraint: SpanConstraint, chosen: list[int]
+    ) -> Iterator[str]:
+        """The likeliest candidate span (span_scoring.py) as one piece; its ids go into `chosen`."""
+        from llmlab.rag.span_scoring import choose_span
+
+        engine: Any = self.engine
+        chosen.extend(choose_span(engine.model, engine.encode(prompt.text), constraint))
+        span = constraint.span(chosen)
+        yield NOT_FOUND if span is None or span.block >= len(prompt.hits) else span.text
 
 
 def _no_embed(texts: Sequence[str]) -> Any:

@@ -37,6 +37,9 @@ small model generates can differ from one CPU to another:
    after `not` (`<!-- varies -->` with no fragment: only that it succeeds and prints). Use it for free text
    (a story, a sampled sentence, an answer with its sources, a REPL session) and pick fragments that hold on
    every CPU: the word the question asks for, a cited source, the fixed lines around the text.
+4. `<!-- varies: quote, "Sources" -->`: as 3, and the answer (what is printed before the first blank line)
+   must be a verbatim quote of what follows it (the snippet under its source), whitespace aside: the
+   property of `--answer-style extractive`, whichever span the model picks on a given CPU.
 
 Prefer prompts whose answer holds across CPUs: with int8 weights SmolLM2 answers "What is the capital of
 Japan?" with Tokyo under every kernel setting tried, but France gets "Paris" or a string of French words.
@@ -82,11 +85,13 @@ class Varies:
 
     present: tuple[str, ...] = ()
     absent: tuple[str, ...] = ()
+    quote: bool = False  # rule 4: the answer is quoted verbatim in the output after it
 
     @classmethod
     def parse(cls, text: str) -> Varies:
         found = FRAGMENT.findall(text)
-        return cls(tuple(f for neg, f in found if not neg), tuple(f for neg, f in found if neg))
+        quote = re.search(r"\bquote\b", FRAGMENT.sub("", text)) is not None
+        return cls(tuple(f for neg, f in found if not neg), tuple(f for neg, f in found if neg), quote)
 
 
 # Command prefixes that load a packaged model: slow, except examples that show an error, raised before loading.
@@ -375,6 +380,9 @@ def varied_output_problem(example: Example, actual: str) -> str | None:
     problems += [f"{f!r}" for f in varies.absent if f in actual]
     if example.output.strip() and not actual.strip():
         problems.insert(0, "nothing")
+    answer, _, rest = actual.partition("\n\n")
+    if varies.quote and (not answer.strip() or " ".join(answer.split()) not in " ".join(rest.split())):
+        problems.append("an answer that is not quoted verbatim in its source")
     if not problems:
         return None
     return f"{example}: `{example.command}` printed {', '.join(problems)}:\n{actual}"
@@ -477,3 +485,21 @@ def test_a_varies_comment_names_the_fragments_of_the_next_block(tmp_path: Path) 
     assert "printed '5.'" in (varied_output_problem(first, "Paris, France. 5.\n") or "")
     assert varied_output_problem(second, "Hi there.\n") is None
     assert "printed nothing" in (varied_output_problem(second, "\n") or "")
+
+
+def test_a_quote_comment_checks_the_answer_is_quoted_in_its_source(tmp_path: Path) -> None:
+    page = tmp_path / "page.md"
+    page.write_text(
+        '<!-- varies: quote, "Sources" -->\n```\n$ llmlab rag ask "E-204?" --answer-style extractive\n'
+        'a paper jam\n\nSources\n [1] errors.txt\n     "E-204 means a paper jam."\n```\n',
+        encoding="utf-8",
+    )
+    (example,) = read_page(page).examples
+    assert example.varies == Varies(("Sources",), (), quote=True)
+    source = 'Sources\n [1] errors.txt\n     "Printer error E-204 means a paper\njam in the duplex unit."\n'
+    assert varied_output_problem(example, "a paper jam in\nthe duplex unit\n\n" + source) is None
+    problem = varied_output_problem(example, "a paper jam at the front\n\n" + source) or ""
+    assert "not quoted verbatim in its source" in problem
+    assert "not quoted verbatim" in (
+        varied_output_problem(example, "I don't know based on the documents.\n") or ""
+    )

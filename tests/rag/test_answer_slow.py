@@ -69,3 +69,21 @@ def test_demo_end_to_end_in_a_subprocess(tmp_path, llmlab_cache):
     assert first.endswith("] docs/models.md › Loading and the GGUF cache")
     assert "set `LLMLAB_CACHE` to use another folder" in snippet
     assert (tmp_path / "home" / "stores" / "llmlab-guide.sqlite").exists()
+
+
+@pytest.mark.parametrize(
+    ("question", "span_choice"),
+    [
+        ("What is the default max_depth of the website crawler?", "greedy"),
+        ("How do I open an encrypted PDF?", "greedy"),
+        ("How do I open an encrypted PDF?", "likelihood"),
+    ],
+)
+def test_extractive_answers_quote_the_block_they_cite(guide, engine, question, span_choice):
+    """Whatever span SmolLM2 picks on this CPU, it is a verbatim quote of the one block cited and shown."""
+    config = AnswerConfig(answer_style="extractive", span_choice=span_choice)
+    answer = Answerer(guide, engine, config).answer(question)
+    assert not answer.not_found and answer.text
+    (block,) = answer.citations
+    assert answer.text in answer.hits[block - 1].chunk.text
+    assert [s.block for s in answer.sources] == [block] and answer.text in answer.sources[0].snippet
