@@ -235,9 +235,9 @@ def score_squad(item: dict[str, Any], answer: Any) -> dict[str, Any]:
     row["retrieved"] = float(any(contains_answer(h.chunk.text, item["answers"]) for h in answer.hits))
     blocks = list(answer.citations) or [s.block for s in answer.sources]
     if blocks and not answer.not_found:
-        row["cited_block_has_answer"] = float(
-            contains_answer(answer.hits[blocks[0] - 1].chunk.text, item["answers"])
-        )
+        cited = answer.hits[blocks[0] - 1].chunk.text
+        row["cited_block_has_answer"] = float(contains_answer(cited, item["answers"]))
+        row["quoted"] = float(text in cited)
     return row
 
 
@@ -249,6 +249,7 @@ def summarize_squad(rows: list[dict[str, Any]]) -> dict[str, float]:
         "token F1 (answerable)": 100 * mean(answerable, "f1"),
         "answer in retrieved context": 100 * mean(answerable, "retrieved"),
         "citation precision": 100 * mean(answerable, "cited_block_has_answer"),
+        "quoted from the cited block": 100 * mean(answerable, "quoted"),
         "answers with a cited block": 100
         * sum("cited_block_has_answer" in r for r in answerable)
         / max(1, len(answerable)),

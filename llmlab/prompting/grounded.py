@@ -10,6 +10,8 @@ never instructions; a document that itself contains a `<document` or `</document
 so no text can close the fence early and speak with the prompt's voice. The few-shot variant first shows two
 worked examples: one short cited answer, and one NOT_FOUND reply next to a document that holds an injection.
 bench/rag_answers.py measures both; rag/answer.py fits the documents into a token budget and checks the reply.
+Extractive answers (rag/extractive.py) use the same layout with EXTRACTIVE_RULES and EXTRACTIVE_EXAMPLES: the
+shortest phrase copied word for word, no citation marker.
 
 The rewrite prompt (REWRITE_RULES, one worked example) turns a chat's follow-up ("And if it is lower?") into a
 standalone search query; rag/conversation.py checks what the model writes.

@@ -4,6 +4,10 @@
     lowest-ranked blocks until it fits) -> generate (streamed) -> citations parsed and validated -> each
     sentence attributed to the block that supports it (citations.py) -> Answer(text, sources, hits used)
 
+With --answer-style extractive (AnswerConfig.answer_style; free is the default) the generation step may only
+copy a span of one block (extractive.py, through the engine's allowed_tokens hook), and the Answer cites that
+block by construction instead of attributing sentences afterwards.
+
 The prompt itself (rules, worked examples, fences) is llmlab/prompting/grounded.py; fitting it into the token
 budget is llmlab/prompting/budget.py. An optional relevance gate (`min_relevance`, off by default) replies
 NOT_FOUND without generating when no retrieved chunk is close to the question. After generating, an answer

@@ -11,13 +11,14 @@ blocks of a few hundred tokens the sets are small enough to follow directly, O(|
 engine's `allowed_tokens` hook masks every other token, so the answer is always a contiguous run of one
 block's own tokens, and its citation is that block, by construction. The model still chooses the span:
 greedy decoding under the mask (its most likely allowed token at each step, ending where it puts the
-end-of-sequence token first).
+end-of-sequence token first), or the likeliest of candidate spans (span_scoring.py, --span-choice likelihood).
 
 Tokenization: a span is copied from the block's own tokenization, so a span that starts inside the block starts
 with that block's leading-space token (" default"). A model opening its reply would write "default" instead,
 so each start also admits the same word's no-space token when the tokenizer has it as one token (an alias);
 either way the text comes from the block. Starts and ends sit only at word boundaries (never between two
-letters or digits, never inside a multi-byte character), and a span stops at the end of a sentence (".", "!"
+letters or digits, never inside a multi-byte character), a span never opens on a heading's "#" or a table's
+"|", holds a letter or digit before it may end, and stops at the end of a sentence (".", "!"
 or "?" before a space): at most one sentence is quoted. The fixed NOT_FOUND reply is one more sequence,
 allowed only whole, so the model can still say the documents do not hold the answer.
 

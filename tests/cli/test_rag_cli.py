@@ -374,3 +374,23 @@ def test_locations_are_shown_short_and_without_passwords(monkeypatch, tmp_path):
     )
     assert hide_password("postgresql://me@db/kb") == "postgresql://me@db/kb"
     assert display_path("https://example.org/a?b=c") == "https://example.org/a?b=c"
+
+
+def test_ask_extractive_quotes_the_cited_block(capsys, kb, monkeypatch, tiny_tok):
+    """A tiny random Llama through the CLI: --answer-style extractive prints a quote of the block it cites."""
+    from tiny import tiny_llama
+
+    from llmlab.generation import Engine
+
+    engine = Engine(tiny_llama(len(tiny_tok), max_position_embeddings=4096), tiny_tok)
+    monkeypatch.setattr("llmlab.cli.rag._load_engine", lambda args: engine)
+    argv = ("rag", "ask", "How long does bread bake?", "--store", "kb", "--answer-style", "extractive")
+    code, out, _ = run(capsys, *argv, "--json", "--prompt", "zero-shot")
+    assert code == 0
+    reply = json.loads(out)
+    if not reply["not_found"]:
+        (block,) = reply["citations"]
+        assert reply["answer"] and reply["answer"] in reply["context"][block - 1]["text"]
+        assert [s["block"] for s in reply["sources"]] == [block]
+    code, _, err = run(capsys, *argv[:-1], "quote")
+    assert code == 2 and "error: --answer-style must be one of free, extractive, auto, got 'quote'" in err
