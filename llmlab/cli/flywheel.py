@@ -48,6 +48,9 @@ def register(subparsers: Any) -> None:
     measure.add_argument("base", help="`eval run --output` of the base model")
     measure.add_argument("aligned", help="`eval run --output` of the aligned model")
     measure.add_argument("--reward-model", help="a `reward train` folder: also compare its scores")
+    measure.add_argument(
+        "--data", help="the held-out `eval run --data` file: the reward model scores its inputs"
+    )
     measure.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: 0)")
     measure.add_argument("--out", required=True, metavar="FILE.json", help="where to write the measures")
     measure.set_defaults(func=run_measure)
@@ -93,7 +96,7 @@ def run_prompts(args: argparse.Namespace) -> int:
 def run_measure(args: argparse.Namespace) -> int:
     from llmlab.flywheel.measure import measure, write_measures
 
-    result = measure(args.base, args.aligned, args.reward_model, args.seed)
+    result = measure(args.base, args.aligned, args.reward_model, args.seed, data=args.data)
     write_measures(result, args.out)
     for name, m in result["measures"].items():
         print(f"{name}: base {m['base']:.4f}, aligned {m['aligned']:.4f}, delta {m['delta']:+.4f} "

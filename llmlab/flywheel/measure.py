@@ -26,9 +26,8 @@ from llmlab.rlhf.rankers import rank_by_reference
 
 
 def contains_reference(text: str, references: list[str]) -> float:
-    """The ranker's rule on one answer: 1.0 when it contains a reference answer (any case, spaces collapsed)."""
-    flat = " ".join(text.lower().split())
-    return float(any(" ".join(r.lower().split()) in flat for r in references))
+    """The ranker's rule on one answer: 1.0 when it contains a reference answer (any case, whole words)."""
+    return float(rank_by_reference(references, [text, ""]) == [1, 2])
 
 
 def ranker_preference(base: str, aligned: str, references: list[str]) -> float:
@@ -45,9 +44,11 @@ def measure(
     reward_model: str | None = None,
     seed: int = 0,
     resamples: int = 1000,
+    data: str | Path | None = None,
 ) -> dict[str, Any]:
     """Every measure of the module docstring, as {"items", "measures": {name: {base, aligned, delta, low,
-    high}}, "examples": [...]}."""
+    high}}, "examples": [...]}. `data` (the `eval run --data` file, with ids) gives the reward model each
+    item's prompt as it was trained on; without it the prompt as the model saw it (chat template) is scored."""
     from llmlab.evaluation.compare import compare_runs, load_run
 
     runs = [load_run(base), load_run(aligned)]
@@ -71,7 +72,11 @@ def measure(
         from llmlab.rlhf.reward_model import load_reward_model
 
         scorer = load_reward_model(reward_model)
-        prompts = [b.prompt for b, _ in pairs]
+        inputs: dict[str, str] = {}
+        if data is not None:
+            lines = Path(data).read_text(encoding="utf-8").splitlines()
+            inputs = {str(r["id"]): r["input"] for r in map(json.loads, filter(str.strip, lines))}
+        prompts = [inputs.get(b.id, b.prompt) for b, _ in pairs]
         per_item["reward"] = (
             [float(s) for s in scorer.score(prompts, [b.prediction for b, _ in pairs])],
             [float(s) for s in scorer.score(prompts, [a.prediction for _, a in pairs])],
@@ -81,7 +86,7 @@ def measure(
         interval = mean_interval(diff, resamples, seed)
         measures[name] = {"base": float(np.mean(before)), "aligned": float(np.mean(after)),
                           "delta": float(diff.mean()), "low": interval.low, "high": interval.high}  # fmt: skip
-    examples = [{"id": b.id, "prompt": b.prompt, "references": b.references, "base": b.prediction,
+    examples = [{"id": b.id, "prompt": b.prompt.split("<|im_end|>")[0], "references": b.references, "base": b.prediction,
                  "aligned": a.prediction} for b, a in pairs]  # fmt: skip
     return {"items": len(pairs), "paired_by": comparison.paired_by, "resamples": resamples, "seed": seed,
             "measures": measures, "examples": examples}  # fmt: skip

@@ -20,6 +20,13 @@ from llmlab.errors import DataError
 PROMPT = (
     "Answer the question in one short sentence, using the notes.\n\nNotes:\n{notes}\n\nQuestion: {question}"
 )
+
+
+def question_of(prompt: str) -> str:
+    """The question of a grounded prompt (the text after its last "Question:")."""
+    return (prompt.rsplit("Question:", 1)[-1].strip().splitlines() or [""])[0]  # a chat rendering follows it
+
+
 PASSAGE_CHARS = 500  # each retrieved passage is cut to this many characters: short prompts train faster
 
 

@@ -4,9 +4,11 @@ their intervals, the curves the commands plotted, before/after examples and the 
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 from typing import Any
 
+from llmlab.flywheel.questions import question_of
 from llmlab.flywheel.run import RULE, FlywheelConfig, Step
 
 USED = {  # which questions each step sees
@@ -74,7 +76,7 @@ def write_report(config: FlywheelConfig, steps: list[Step]) -> Path:
     for step in steps:
         marker = run / step.folder / "done.json"
         seconds = json.loads(marker.read_text(encoding="utf-8"))["seconds"] if marker.is_file() else ""
-        commands = "<br>".join(f"`llmlab {' '.join(argv)}`" for argv in step.commands) or "(in-process)"
+        commands = "<br>".join(f"`llmlab {shlex.join(argv)}`" for argv in step.commands) or "(in-process)"
         artifacts = ", ".join(f"[{_rel(Path(w), run)}]({_rel(Path(w), run)})" for w in step.writes)
         lines.append(f"| {step.name} | {USED[step.name]} | {seconds} | {commands} | {artifacts} |")
     lines += ["", *_measures(measures), "", *_curves(run), "", *_examples(measures), *_served(run)]
@@ -113,7 +115,7 @@ def _curves(run: Path) -> list[str]:
 def _examples(result: dict[str, Any], count: int = 3) -> list[str]:
     lines = ["## Before and after (first held-out questions)", ""]
     for ex in result["examples"][:count]:
-        question = ex["prompt"].split("\n", 1)[0]
+        question = question_of(ex["prompt"])
         lines += [f"**{ex['id']}**: {question} (reference: {' / '.join(ex['references'])})", "",
                   f"- base: {ex['base']!r}", f"- aligned: {ex['aligned']!r}", ""]  # fmt: skip
     return lines
@@ -124,6 +126,6 @@ def _served(run: Path) -> list[str]:
     if not path.is_file():
         return []
     reply = json.loads(path.read_text(encoding="utf-8"))
-    question = reply["question"].split("\n", 1)[0]
+    question = question_of(reply["question"])
     return ["## Served", "", f"`llmlab serve --adapter` at {reply['url']}, model `{reply['model']}`, asked "
             f"through the {reply['client']} client: {question!r}", "", f"> {reply['reply']}", ""]  # fmt: skip

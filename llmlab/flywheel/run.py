@@ -57,7 +57,7 @@ class FlywheelConfig:
     """most tokens in an answer (sampling, evaluation, serving)"""
     dpo_epochs: int = 2
     """DPO epochs over the pairs"""
-    dpo_lr: float = 2e-3
+    dpo_lr: float = 1e-3
     """DPO learning rate"""
     reward: bool = True
     """train a reward model on the pairs (`llmlab reward train`); the evaluation then also compares its scores"""
@@ -110,7 +110,7 @@ STEP_NAMES = (
 )  # fmt: skip
 
 RULE = (
-    "a completion that contains the question's reference answer (any case) beats one that does not; within "
+    "a completion that contains the question's reference answer (any case, whole words) beats one that does not; within "
     "each group the shorter completion is better"
 )
 
@@ -180,7 +180,7 @@ def plan(config: FlywheelConfig) -> list[Step]:
                p("10-eval", "aligned.json")],
               ["eval", "compare", p("10-eval", "base.json"), p("10-eval", "aligned.json"), "--seed", seed],
               ["flywheel", "measure", p("10-eval", "base.json"), p("10-eval", "aligned.json"),
-               *(["--reward-model", rm] if c.reward else []), "--seed", seed, "--out",
+               *(["--reward-model", rm, "--data", p("03-ask", "heldout.jsonl")] if c.reward else []), "--seed", seed, "--out",
                p("10-eval", "measures.json")]],
              {p("03-ask", "task.yaml"): "ask", p("03-ask", "heldout.jsonl"): "ask",
               p("08-dpo", "adapter", "adapter_config.json"): "dpo",

@@ -56,9 +56,9 @@ def _normalise(text: str) -> str:
 
 def rank_by_reference(references: Sequence[str], completions: Sequence[str]) -> list[int]:
     """The `reference` rule for one prompt: completions containing one of `references` (any case, spaces
-    collapsed) rank above the others; within each group fewer characters (stripped) ranks higher."""
-    answers = [_normalise(a) for a in references]
-    hits = [any(a in _normalise(c) for a in answers) for c in completions]
+    collapsed, not inside a longer word: "no" is not found in "not") rank above the others; within each group fewer characters (stripped) ranks higher."""
+    patterns = [re.compile(rf"(?<!\w){re.escape(_normalise(a))}(?!\w)") for a in references]
+    hits = [any(p.search(_normalise(c)) for p in patterns) for c in completions]
     # containing the answer is worth more than any length difference; then shorter is better
     return ranks_from_scores([hit * 1e9 - len(c.strip()) for hit, c in zip(hits, completions, strict=True)])
 
@@ -105,7 +105,7 @@ RULES = {
     "shortest": "fewer characters is better; equal lengths tie",
     "longest": "more characters is better; equal lengths tie",
     "contains": "completions containing {word!r} (any case, whole word) beat the others; the rest tie",
-    "reference": "completions containing the prompt's reference answer in {word} (any case) beat the others; "
+    "reference": "completions containing the prompt's reference answer in {word} (any case, whole words) beat the others; "
     "within each group fewer characters is better",
 }
 

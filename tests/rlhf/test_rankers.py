@@ -64,3 +64,10 @@ def test_reference_refuses_a_prompt_without_reference_and_a_bad_file(tmp_path) -
         rank("C?", ["x", "y"])
     with pytest.raises(ConfigError, match=r"reference:.*missing\.jsonl: no such file"):
         make_ranker(f"reference:{tmp_path / 'missing.jsonl'}")
+
+
+def test_reference_matches_whole_words_only(tmp_path) -> None:
+    refs = tmp_path / "refs.jsonl"
+    refs.write_text('{"prompt": "OCR?", "reference": "no"}\n', encoding="utf-8")
+    rank, _ = make_ranker(f"reference:{refs}")
+    assert rank("OCR?", ["It does not.", "No, it does not."]) == [2, 1]
