@@ -64,7 +64,13 @@ def write_report(config: FlywheelConfig, steps: list[Step]) -> Path:
         "",
         "## Ranker: a scripted stand-in for people",
         "",
-        f"Rule: {RULE}. It reads the reference answers of the TRAIN questions only (`03-ask/references.jsonl`); "
+        (
+            f"Rule: {RULE}."
+            if config.ranker == "reference"
+            else f"Ranker `{config.ranker}` (its rule is printed in "
+            "`05-rank/log.txt`); the held-out measures below still apply the reference rule: " + RULE + "."
+        )
+        + " It reads the reference answers of the TRAIN questions only (`03-ask/references.jsonl`); "
         "its rankings are labelled `scripted:reference:...`, not human feedback. Replace it with a person: "
         "`llmlab feedback rank 04-generate/completions.jsonl --out 05-rank/ranked.jsonl` (no `--ranker`).",
         "",

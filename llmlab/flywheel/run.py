@@ -41,7 +41,7 @@ class FlywheelConfig:
     """the documents to answer from (a folder or file; ingested into the run's store)"""
     heldout: int = 16
     """questions held out for the final evaluation only"""
-    train: int = 0
+    train: int = 16
     """questions for feedback, ranking, reward training and DPO (0: all that are not held out)"""
     seed: int = 0
     """seed of the split, the sampling and the training"""
@@ -51,6 +51,9 @@ class FlywheelConfig:
     """the body of the reward model"""
     n: int = 4
     """completions sampled per train question"""
+    ranker: str = "reference"
+    """the scripted ranker: reference (the rule RULE, with the train questions' reference answers) or any
+    other `feedback rank --ranker` name (shortest, longest, contains:WORD)"""
     temperature: float = 0.7
     """sampling temperature of the completions"""
     max_new_tokens: int = 48
@@ -110,8 +113,8 @@ STEP_NAMES = (
 )  # fmt: skip
 
 RULE = (
-    "a completion that contains the question's reference answer (any case, whole words) beats one that does not; within "
-    "each group the shorter completion is better"
+    "a completion that contains the question's reference answer (any case, whole words) beats one that does not, "
+    "and among those the shorter is better; completions without it tie"
 )
 
 
@@ -143,8 +146,9 @@ def plan(config: FlywheelConfig) -> list[Step]:
              {p("03-ask", "prompts.jsonl"): "ask"}, [p("04-generate", "completions.jsonl")]),
         Step("rank", "05-rank",
              [["feedback", "rank", p("04-generate", "completions.jsonl"), "--ranker",
-               "reference:" + p("03-ask", "references.jsonl"), "--criterion", "contains the reference answer, "
-               "then shorter", "--out", p("05-rank", "ranked.jsonl")]],
+               "reference:" + p("03-ask", "references.jsonl") if c.ranker == "reference" else c.ranker,
+               "--criterion", "contains the reference answer, then shorter" if c.ranker == "reference" else c.ranker,
+               "--out", p("05-rank", "ranked.jsonl")]],
              {p("04-generate", "completions.jsonl"): "generate", p("03-ask", "references.jsonl"): "ask"},
              [p("05-rank", "ranked.jsonl")]),
         Step("pairs", "06-pairs", [["feedback", "pairs", p("05-rank", "ranked.jsonl"), "--out",

@@ -8,7 +8,7 @@ completion (1 = best); equal ranks are ties and make no preference pair.
     longest         more characters is better (equal lengths tie)
     contains:WORD   completions containing WORD (case-insensitive, as a whole word) rank 1, the others 2
     reference:FILE  completions containing the prompt's reference answer (from FILE.jsonl, {"prompt",
-                    "reference"} a line) beat the others; within each group fewer characters is better
+                    "reference"} a line) beat the others, the shorter first; the others tie
 
 Tests: tests/rlhf/test_rankers.py.
 """
@@ -56,16 +56,20 @@ def _normalise(text: str) -> str:
 
 def rank_by_reference(references: Sequence[str], completions: Sequence[str]) -> list[int]:
     """The `reference` rule for one prompt: completions containing one of `references` (any case, spaces
-    collapsed, not inside a longer word: "no" is not found in "not") rank above the others; within each group fewer characters (stripped) ranks higher."""
+    collapsed, not inside a longer word: "no" is not found in "not") rank above the others, and among them
+    fewer characters (stripped) ranks higher; the others tie (a shorter wrong answer is not better: with
+    "shorter" among them too, DPO learned to answer "1" to everything)."""
     patterns = [re.compile(rf"(?<!\w){re.escape(_normalise(a))}(?!\w)") for a in references]
     hits = [any(p.search(_normalise(c)) for p in patterns) for c in completions]
-    # containing the answer is worth more than any length difference; then shorter is better
-    return ranks_from_scores([hit * 1e9 - len(c.strip()) for hit, c in zip(hits, completions, strict=True)])
+    # a hit beats any miss; among hits the shorter wins; misses tie (a short wrong answer is no better)
+    return ranks_from_scores(
+        [1e9 - len(c.strip()) if hit else 0.0 for hit, c in zip(hits, completions, strict=True)]
+    )
 
 
 def reference(path: str) -> Ranker:
     """Completions that contain the prompt's reference answer (any case, spaces collapsed) rank above those
-    that do not; within each group, fewer characters ranks higher. The references are read from `path`, a
+    that do not, the shorter first; the others tie (`rank_by_reference`). The references are read from `path`, a
     JSONL file of {"prompt", "reference"} records (a reference may be a list: any of them counts)."""
     references = _read_references(path)
 
@@ -106,7 +110,7 @@ RULES = {
     "longest": "more characters is better; equal lengths tie",
     "contains": "completions containing {word!r} (any case, whole word) beat the others; the rest tie",
     "reference": "completions containing the prompt's reference answer in {word} (any case, whole words) beat the others; "
-    "within each group fewer characters is better",
+    "among those, fewer characters is better; the others tie",
 }
 
 

@@ -155,12 +155,11 @@ def test_unknown_steps_are_refused(config: FlywheelConfig) -> None:
 
 def test_the_held_out_measures_apply_the_rankers_rule() -> None:
     """Hand-derived: "pypdf." holds the reference and beats a longer answer that also does (shorter) and any
-    answer that does not; between two that miss it, the shorter wins; equal texts tie."""
+    answer that does not; two that miss it tie, whatever their lengths."""
     from llmlab.flywheel.measure import contains_reference, ranker_preference
 
     refs = ["pypdf"]
     assert contains_reference("It uses PyPDF.", refs) == 1.0 and contains_reference("pdfminer", refs) == 0.0
     assert ranker_preference("The library is pypdf, I think.", "pypdf.", refs) == 1.0
     assert ranker_preference("pypdf.", "It is a library.", refs) == -1.0
-    assert ranker_preference("It is a library called X.", "A library.", refs) == 1.0
-    assert ranker_preference("same", "same", refs) == 0.0
+    assert ranker_preference("It is a library called X.", "A library.", refs) == 0.0

@@ -51,6 +51,8 @@ def test_reference_ranks_answers_holding_the_reference_first_then_shorter(tmp_pa
     rank, rule = make_ranker(f"reference:{refs}")
     assert rule.startswith("completions containing the prompt's reference answer in ")
     assert rank("Capital of France?", ["It is  PARIS, yes.", "Rome", "Paris.", "Lutetia"]) == [3, 4, 1, 2]
+    # answers without the reference tie, whatever their length: a short wrong answer is no better
+    assert rank("Capital of France?", ["Rome", "Lyon, I think.", "Paris"]) == [2, 2, 1]
 
 
 def test_reference_refuses_a_prompt_without_reference_and_a_bad_file(tmp_path) -> None:
