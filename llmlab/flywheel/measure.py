@@ -86,7 +86,7 @@ def measure(
         interval = mean_interval(diff, resamples, seed)
         measures[name] = {"base": float(np.mean(before)), "aligned": float(np.mean(after)),
                           "delta": float(diff.mean()), "low": interval.low, "high": interval.high}  # fmt: skip
-    examples = [{"id": b.id, "prompt": b.prompt.split("<|im_end|>")[0], "references": b.references, "base": b.prediction,
+    examples = [{"id": b.id, "prompt": b.prompt, "references": b.references, "base": b.prediction,
                  "aligned": a.prediction} for b, a in pairs]  # fmt: skip
     return {"items": len(pairs), "paired_by": comparison.paired_by, "resamples": resamples, "seed": seed,
             "measures": measures, "examples": examples}  # fmt: skip

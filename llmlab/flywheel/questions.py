@@ -24,7 +24,8 @@ PROMPT = (
 
 def question_of(prompt: str) -> str:
     """The question of a grounded prompt (the text after its last "Question:")."""
-    return (prompt.rsplit("Question:", 1)[-1].strip().splitlines() or [""])[0]  # a chat rendering follows it
+    line = (prompt.rsplit("Question:", 1)[-1].strip().splitlines() or [""])[0]
+    return line.split("<|")[0].strip()  # a chat rendering's end-of-turn token may follow it on the line
 
 
 PASSAGE_CHARS = 500  # each retrieved passage is cut to this many characters: short prompts train faster
