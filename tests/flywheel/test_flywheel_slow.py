@@ -9,7 +9,10 @@ OpenAI client, then a rerun that skips every step.
 What is asserted, and what it means (honestly): on the 8 held-out questions, never ranked or trained on, the
 aligned model's greedy answers are shorter than the base model's by at least MARGIN_CHARS characters on
 average: DPO taught the ranker's preference, and it carries over to unseen questions. It is NOT an
-improvement in correctness. On this project's machine (under load) the same setting with a ranker that
+improvement in correctness: in the run measured here the answers went from 61.1 to 17.3 characters (delta
+-43.9, 95% paired bootstrap CI [-58.8, -27.7]) and ROUGE-L against the references from 0.047 to 0.000; the
+served model answered "1". 918 s on the project's 2-core machine at a load average of 4 to 8 (9 min 15 s of
+CPU; DPO 646 s, ask 108 s, generate 75 s, eval 47 s, ingest 23 s, serve 13 s). On that machine the same setting with a ranker that
 preferred shorter answers among wrong ones too gave 61.1 -> 5.1 characters (delta -56.0, 95% paired
 bootstrap CI [-73.0, -40.2]) and the aligned model answered "1" to most questions: the rule was gamed, and
 ROUGE-L fell from 0.047 to 0.000. The flywheel's default ranker (`reference`: answers that contain the
@@ -26,7 +29,7 @@ import pytest
 
 REPO = Path(__file__).parents[2]
 PAGES = ("rag-documents.md", "rag-store.md")
-MARGIN_CHARS = 20.0  # the tolerance: measured -56 [-73, -40] with a ranker of the same direction (docstring)
+MARGIN_CHARS = 20.0  # the tolerance: measured -43.9 [-58.8, -27.7] (docstring); the interval's end is -27.7
 
 
 @pytest.mark.slow
