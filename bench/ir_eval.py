@@ -11,8 +11,9 @@ as BEIR reports them).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
-import pickle
+import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -47,6 +48,29 @@ class Prepared:
     chunks: int
     ingest_seconds: float
     store_path: str = ""
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> Prepared:
+        """The inverse of `to_json` (JSON keys are strings: chunk ids become ints again)."""
+        raw = json.loads(text)
+
+        def ints(d: dict) -> dict[int, float]:
+            return {int(k): v for k, v in d.items()}
+
+        def pairs(rows: list) -> list[tuple[int, float]]:
+            return [(int(i), float(v)) for i, v in rows]
+
+        raw["doc_of"] = {int(k): v for k, v in raw["doc_of"].items()}
+        raw["candidates"] = {
+            q: QueryCandidates(
+                pairs(c["dense"]), pairs(c["bm25"]), ints(c["dense_fill"]), ints(c["bm25_fill"])
+            )
+            for q, c in raw["candidates"].items()
+        }
+        return cls(**raw)
 
 
 def open_collection_store(name: str, folder: Path, embedder, cache: Path):
@@ -87,14 +111,14 @@ def open_collection_store(name: str, folder: Path, embedder, cache: Path):
 
 
 def prepare(name: str, split: str, embedder, cache: Path, depth: int = 300) -> Prepared:
-    """Candidates for every query of one split (cached in `cache` as a pickle)."""
+    """Candidates for every query of one split (cached in `cache` as JSON)."""
     from llmlab.evaluation.beir import load_beir
     from llmlab.rag.retrieval import BM25_DEPTH
 
     collection = load_beir(DATA / name, split)
-    pickled = cache / f"{name}-{split}-{depth}-{embedder.name.replace('/', '_')}.pkl"
-    if pickled.exists():
-        prepared: Prepared = pickle.loads(pickled.read_bytes())
+    cached = cache / f"{name}-{split}-{depth}-{embedder.name.replace('/', '_')}.json"
+    if cached.exists():
+        prepared = Prepared.from_json(cached.read_text())
         if prepared.queries == collection.queries and len(set(prepared.doc_of.values())) == len(
             collection.corpus
         ):
@@ -128,7 +152,7 @@ def prepare(name: str, split: str, embedder, cache: Path, depth: int = 300) -> P
         store.location,
     )
     store.close()
-    pickled.write_bytes(pickle.dumps(prepared))
+    cached.write_text(prepared.to_json())
     return prepared
 
 

@@ -360,7 +360,7 @@ class Trainer:
             "step": self.step, "epoch": self.epoch, "position": self.position, "total_steps": self.total_steps,
             "best_step": self.best_step, "best_loss": self.best_loss, "bad_evals": self.bad_evals,
             "skipped": self.skipped, "tokens_seen": self.tokens_seen, "first_eval": self.first_eval,
-            "last_eval": self.last_eval,
+            "last_eval": self.last_eval, "world": self.world,
         }  # fmt: skip
 
     def save_checkpoint(
@@ -402,6 +402,13 @@ class Trainer:
         step, folder = found[-1]
         self.saver.load(folder)
         state = ckpt.load_training_state(folder, self.optimizer, self.names)
+        world = state.get("world", 1)  # checkpoints written before the world size was kept: one process
+        if world != self.world:  # the global batch, the shards and the step count would all change
+            raise ConfigError(
+                f"--resume {self.run}: the run was trained with {world} process(es) and this resume has "
+                f"{self.world}; resume with --nproc {world} (a different --nproc changes the global batch and "
+                f"the data order, so it would not continue the same run)"
+            )
         if state["total_steps"] != self.total_steps and not self.config.max_steps:
             raise ConfigError(
                 f"--resume {self.run}: the data gives {self.total_steps} steps but the run planned "

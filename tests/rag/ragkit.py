@@ -24,15 +24,25 @@ TINY_CORPUS = [
 
 
 def tiny_bert_tokenizer():
-    """A WordPiece tokenizer trained in-process, with BERT's special tokens and [CLS] x [SEP] template."""
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+    """A WordPiece tokenizer over the tiny corpus, with BERT's special tokens and [CLS] x [SEP] template.
+
+    Its vocabulary is built here, not trained: `tokenizers`' WordPieceTrainer breaks ties in hash-map order,
+    so each process got another vocabulary (and the tests that retrieve with the tiny encoder another
+    ranking, one run in six failing). The vocabulary is the special tokens, every character of the corpus
+    alone and as a `##` continuation, and every word of the corpus, each group sorted."""
+    import re
+
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    text = " ".join(TINY_CORPUS).lower()
+    chars = sorted(set(text) - set(" \n"))
+    words = sorted(set(re.findall(r"\w+", text)) - set(chars))
+    vocab = specials + chars + [f"##{c}" for c in chars] + words
+    tok = Tokenizer(models.WordPiece({t: i for i, t in enumerate(vocab)}, unk_token="[UNK]"))
     tok.normalizer = normalizers.BertNormalizer(lowercase=True)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    tok.train_from_iterator(TINY_CORPUS, trainers.WordPieceTrainer(vocab_size=200, special_tokens=specials))
     cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]",

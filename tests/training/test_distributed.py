@@ -55,6 +55,13 @@ def test_two_processes_equal_one_with_the_same_global_batch(tmp_path, monkeypatc
         torch.testing.assert_close(b[name], a[name], rtol=0, atol=1e-4, msg=name)
     assert (tmp_path / "two" / "config.yaml").is_file() and (tmp_path / "two" / "loss.png").is_file()
 
+    # resuming the 2-process run in one process is refused: another global batch is another run
+    capsys.readouterr()
+    assert main(["finetune", "full", "--resume", str(tmp_path / "two"), "--epochs", "2"]) == 2
+    assert (
+        "trained with 2 process(es) and this resume has 1; resume with --nproc 2" in capsys.readouterr().err
+    )
+
 
 def test_shards_are_the_global_batch():
     """Process r of N takes every N-th item of the global micro-batch from the r-th; a process left without
