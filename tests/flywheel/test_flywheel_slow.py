@@ -11,8 +11,9 @@ aligned model's greedy answers are shorter than the base model's by at least MAR
 average: DPO taught the ranker's preference, and it carries over to unseen questions. It is NOT an
 improvement in correctness: in the run measured here the answers went from 61.1 to 17.3 characters (delta
 -43.9, 95% paired bootstrap CI [-58.8, -27.7]) and ROUGE-L against the references from 0.047 to 0.000; the
-served model answered "1". 918 s on the project's 2-core machine at a load average of 4 to 8 (9 min 15 s of
-CPU; DPO 646 s, ask 108 s, generate 75 s, eval 47 s, ingest 23 s, serve 13 s). On that machine the same setting with a ranker that
+served model answered "1". 527 s on the project's 2-core machine at a load average of 3 (DPO 383 s, ask 46 s,
+eval 41 s, generate 32 s, ingest 9 s, serve 12 s); 918 s at a load average of 4 to 8; the same numbers both
+times. On that machine the same setting with a ranker that
 preferred shorter answers among wrong ones too gave 61.1 -> 5.1 characters (delta -56.0, 95% paired
 bootstrap CI [-73.0, -40.2]) and the aligned model answered "1" to most questions: the rule was gamed, and
 ROUGE-L fell from 0.047 to 0.000. The flywheel's default ranker (`reference`: answers that contain the
