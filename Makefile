@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: venv demo test lint typecheck test-fast test-slow test-isa bench bench-llama fmt clean
+.PHONY: venv demo flywheel test lint typecheck test-fast test-slow test-isa bench bench-llama fmt clean
 
 venv: $(STAMP)
 
@@ -23,6 +23,12 @@ $(STAMP): pyproject.toml constraints.txt Makefile
 
 demo: venv
 	$(VENV)/bin/llmlab demo
+
+# The whole loop (docs/flywheel.md): RAG answers, feedback, a scripted ranker, reward model, DPO, held-out
+# evaluation with intervals, serving; into runs/flywheel/ with a report.md. Rerunning skips finished steps.
+FLYWHEEL_FLAGS ?=
+flywheel: venv
+	$(VENV)/bin/llmlab flywheel run --out runs/flywheel $(FLYWHEEL_FLAGS)
 
 lint: venv
 	$(VENV)/bin/ruff check llmlab tests bench

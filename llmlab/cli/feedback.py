@@ -85,7 +85,9 @@ def _register_rank(sub: Any) -> None:
     rank.add_argument("--out", required=True, metavar="FILE.jsonl", help="where to write the rankings")
     rank.add_argument("--criterion", help='what to judge, shown to the ranker and saved, e.g. "helpfulness"')
     rank.add_argument(
-        "--ranker", metavar="NAME", help="scripted stand-in for people: shortest, longest or contains:WORD"
+        "--ranker",
+        metavar="NAME",
+        help="scripted stand-in for people: shortest, longest, contains:WORD or reference:FILE",
     )
     _add_ties(rank)
     rank.set_defaults(func=run_rank)

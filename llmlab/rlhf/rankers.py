@@ -7,6 +7,8 @@ completion (1 = best); equal ranks are ties and make no preference pair.
     shortest        fewer characters is better (equal lengths tie)
     longest         more characters is better (equal lengths tie)
     contains:WORD   completions containing WORD (case-insensitive, as a whole word) rank 1, the others 2
+    reference:FILE  completions containing the prompt's reference answer (from FILE.jsonl, {"prompt",
+                    "reference"} a line) beat the others, the shorter first; the others tie
 
 Tests: tests/rlhf/test_rankers.py.
 """
@@ -48,12 +50,67 @@ def contains(word: str) -> Ranker:
     return rank
 
 
+def _normalise(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
+def rank_by_reference(references: Sequence[str], completions: Sequence[str]) -> list[int]:
+    """The `reference` rule for one prompt: completions containing one of `references` (any case, spaces
+    collapsed, not inside a longer word: "no" is not found in "not") rank above the others, and among them
+    fewer characters (stripped) ranks higher; the others tie (a shorter wrong answer is not better: with
+    "shorter" among them too, DPO learned to answer "1" to everything)."""
+    patterns = [re.compile(rf"(?<!\w){re.escape(_normalise(a))}(?!\w)") for a in references]
+    hits = [any(p.search(_normalise(c)) for p in patterns) for c in completions]
+    # a hit beats any miss; among hits the shorter wins; misses tie (a short wrong answer is no better)
+    return ranks_from_scores(
+        [1e9 - len(c.strip()) if hit else 0.0 for hit, c in zip(hits, completions, strict=True)]
+    )
+
+
+def reference(path: str) -> Ranker:
+    """Completions that contain the prompt's reference answer (any case, spaces collapsed) rank above those
+    that do not, the shorter first; the others tie (`rank_by_reference`). The references are read from `path`, a
+    JSONL file of {"prompt", "reference"} records (a reference may be a list: any of them counts)."""
+    references = _read_references(path)
+
+    def rank(prompt: str, completions: Sequence[str]) -> list[int]:
+        if prompt not in references:
+            raise ConfigError(f"{path}: no reference for the prompt {prompt[:60]!r}; add a {{\"prompt\", "
+                              f"\"reference\"}} line for every prompt that is ranked")  # fmt: skip
+        return rank_by_reference(references[prompt], completions)
+
+    return rank
+
+
+def _read_references(path: str) -> dict[str, list[str]]:
+    import json
+    from pathlib import Path
+
+    if not Path(path).is_file():
+        raise ConfigError(f"--ranker reference:{path}: no such file; give a JSONL file of "
+                          '{"prompt", "reference"} records')  # fmt: skip
+    found: dict[str, list[str]] = {}
+    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            ref = record["reference"]
+            found[record["prompt"]] = [ref] if isinstance(ref, str) else [str(r) for r in ref]
+        except (ValueError, KeyError, TypeError) as error:
+            raise ConfigError(f'{path}:{number}: expected {{"prompt": ..., "reference": ...}}, got {line[:80]!r} '
+                              f"({error.__class__.__name__}); fix or remove the line") from None  # fmt: skip
+    return found
+
+
 RANKERS: dict[str, Ranker] = {"shortest": shortest, "longest": longest}
-PARAMETRIC: dict[str, Callable[[str], Ranker]] = {"contains": contains}
+PARAMETRIC: dict[str, Callable[[str], Ranker]] = {"contains": contains, "reference": reference}
 RULES = {
     "shortest": "fewer characters is better; equal lengths tie",
     "longest": "more characters is better; equal lengths tie",
     "contains": "completions containing {word!r} (any case, whole word) beat the others; the rest tie",
+    "reference": "completions containing the prompt's reference answer in {word} (any case, whole words) beat the others; "
+    "among those, fewer characters is better; the others tie",
 }
 
 
@@ -63,7 +120,7 @@ def make_ranker(name: str) -> tuple[Ranker, str]:
     Raises:
         ConfigError: unknown name or missing argument; the message lists the available rankers.
     """
-    known = ", ".join([*RANKERS, *(f"{k}:WORD" for k in PARAMETRIC)])
+    known = ", ".join([*RANKERS, "contains:WORD", "reference:FILE"])
     base, sep, arg = name.partition(":")
     if base in RANKERS and not sep:
         return RANKERS[base], RULES[base]

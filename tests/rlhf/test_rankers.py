@@ -35,9 +35,41 @@ def test_contains_word_case_insensitive_whole_word() -> None:
 
 @pytest.mark.parametrize(
     ("name", "message"),
-    [("bogus", "--ranker must be one of shortest, longest, contains:WORD, got 'bogus'"),
+    [("bogus", "--ranker must be one of shortest, longest, contains:WORD, reference:FILE, got 'bogus'"),
      ("contains:", "needs a word after the colon"), ("shortest:x", "must be one of")],
 )  # fmt: skip
 def test_unknown_rankers_are_refused(name: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         make_ranker(name)
+
+
+def test_reference_ranks_answers_holding_the_reference_first_then_shorter(tmp_path) -> None:
+    """Hand-derived: "Rome" holds no reference (group 2); "Paris." (6 chars) beats "It is paris, yes." (17);
+    "Lutetia" is an accepted reference too (7 chars, between them)."""
+    refs = tmp_path / "refs.jsonl"
+    refs.write_text('{"prompt": "Capital of France?", "reference": ["Paris", "Lutetia"]}\n', encoding="utf-8")
+    rank, rule = make_ranker(f"reference:{refs}")
+    assert rule.startswith("completions containing the prompt's reference answer in ")
+    assert rank("Capital of France?", ["It is  PARIS, yes.", "Rome", "Paris.", "Lutetia"]) == [3, 4, 1, 2]
+    # answers without the reference tie, whatever their length: a short wrong answer is no better
+    assert rank("Capital of France?", ["Rome", "Lyon, I think.", "Paris"]) == [2, 2, 1]
+
+
+def test_reference_refuses_a_prompt_without_reference_and_a_bad_file(tmp_path) -> None:
+    refs = tmp_path / "refs.jsonl"
+    refs.write_text('{"prompt": "A?", "reference": "a"}\n{"prompt": "B?"}\n', encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"refs\.jsonl:2: expected \{\"prompt\": \.\.\., \"reference\""):
+        make_ranker(f"reference:{refs}")
+    refs.write_text('{"prompt": "A?", "reference": "a"}\n', encoding="utf-8")
+    rank, _ = make_ranker(f"reference:{refs}")
+    with pytest.raises(ConfigError, match=r"no reference for the prompt 'C\?'"):
+        rank("C?", ["x", "y"])
+    with pytest.raises(ConfigError, match=r"reference:.*missing\.jsonl: no such file"):
+        make_ranker(f"reference:{tmp_path / 'missing.jsonl'}")
+
+
+def test_reference_matches_whole_words_only(tmp_path) -> None:
+    refs = tmp_path / "refs.jsonl"
+    refs.write_text('{"prompt": "OCR?", "reference": "no"}\n', encoding="utf-8")
+    rank, _ = make_ranker(f"reference:{refs}")
+    assert rank("OCR?", ["It does not.", "No, it does not."]) == [2, 1]

@@ -1,0 +1,100 @@
+"""The flywheel's final measures: base vs aligned on the held-out questions, each with a paired interval.
+
+From the two `llmlab eval run` results (the same held-out prompts, greedy decoding):
+
+- ROUGE-L F1 and SQuAD token F1 against the reference answers: `llmlab eval compare`'s paired bootstrap
+  (llmlab.evaluation.compare.compare_runs);
+- the ranker's rule, per answer: 1 when it contains a reference answer (any case), else 0; and its length in
+  characters (the rule's tie-break: shorter is better);
+- the ranker's preference between the two answers to each question: +1 aligned preferred, -1 base, 0 tie;
+- the reward model's score of each answer, when a reward model is given.
+
+The last three are per-item values; the interval is the percentile bootstrap of the mean of the paired
+differences (aligned - base), the same draw of items for both runs, as `eval compare` does.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from llmlab.evaluation.bootstrap import mean_interval
+from llmlab.rlhf.rankers import rank_by_reference
+
+
+def contains_reference(text: str, references: list[str]) -> float:
+    """The ranker's rule on one answer: 1.0 when it contains a reference answer (any case, whole words)."""
+    return float(rank_by_reference(references, [text, ""]) == [1, 2])
+
+
+def ranker_preference(base: str, aligned: str, references: list[str]) -> float:
+    """The ranker's rule applied to the two answers to one question: +1 when it prefers the aligned answer,
+    -1 when it prefers the base answer, 0 on a tie (its mean over questions is the aligned model's win rate
+    minus its loss rate, the held-out measure of what the ranker asked for)."""
+    base_rank, aligned_rank = rank_by_reference(references, [base, aligned])
+    return float(np.sign(base_rank - aligned_rank))
+
+
+def measure(
+    base: str | Path,
+    aligned: str | Path,
+    reward_model: str | None = None,
+    seed: int = 0,
+    resamples: int = 1000,
+    data: str | Path | None = None,
+) -> dict[str, Any]:
+    """Every measure of the module docstring, as {"items", "measures": {name: {base, aligned, delta, low,
+    high}}, "examples": [...]}. `data` (the `eval run --data` file, with ids) gives the reward model each
+    item's prompt as it was trained on; without it the prompt as the model saw it (chat template) is scored."""
+    from llmlab.evaluation.compare import compare_runs, load_run
+
+    runs = [load_run(base), load_run(aligned)]
+    comparison = compare_runs(runs, resamples=resamples, seed=seed, names=["base", "aligned"])
+    measures: dict[str, dict[str, float]] = {}
+    for row in comparison.rows:
+        d = row.differences[0]
+        measures[row.metric] = {"base": row.values[0], "aligned": row.values[1], "delta": d.value,
+                                "low": d.low, "high": d.high}  # fmt: skip
+    by_id = [{item.id: item for item in run.items} for run in runs]
+    ids = [i for i in by_id[0] if i in by_id[1]]
+    pairs = [(by_id[0][i], by_id[1][i]) for i in ids]
+    per_item: dict[str, tuple[list[float], list[float]]] = {
+        "contains_reference": ([contains_reference(b.prediction, b.references) for b, _ in pairs],
+                               [contains_reference(a.prediction, a.references) for _, a in pairs]),
+        "characters": ([float(len(b.prediction)) for b, _ in pairs], [float(len(a.prediction)) for _, a in pairs]),
+        "ranker_preference": ([0.0] * len(pairs), [ranker_preference(b.prediction, a.prediction, b.references)
+                                                   for b, a in pairs]),
+    }  # fmt: skip
+    if reward_model:
+        from llmlab.rlhf.reward_model import load_reward_model
+
+        scorer = load_reward_model(reward_model)
+        inputs: dict[str, str] = {}
+        if data is not None:
+            lines = Path(data).read_text(encoding="utf-8").splitlines()
+            inputs = {str(r["id"]): r["input"] for r in map(json.loads, filter(str.strip, lines))}
+        prompts = [inputs.get(b.id, b.prompt) for b, _ in pairs]
+        per_item["reward"] = (
+            [float(s) for s in scorer.score(prompts, [b.prediction for b, _ in pairs])],
+            [float(s) for s in scorer.score(prompts, [a.prediction for _, a in pairs])],
+        )
+    for name, (before, after) in per_item.items():
+        diff = np.asarray(after) - np.asarray(before)
+        interval = mean_interval(diff, resamples, seed)
+        measures[name] = {"base": float(np.mean(before)), "aligned": float(np.mean(after)),
+                          "delta": float(diff.mean()), "low": interval.low, "high": interval.high}  # fmt: skip
+    examples = [{"id": b.id, "prompt": b.prompt, "references": b.references, "base": b.prediction,
+                 "aligned": a.prediction} for b, a in pairs]  # fmt: skip
+    return {"items": len(pairs), "paired_by": comparison.paired_by, "resamples": resamples, "seed": seed,
+            "measures": measures, "examples": examples}  # fmt: skip
+
+
+def write_measures(result: dict[str, Any], out: str | Path) -> None:
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    tmp.replace(out)

@@ -1,0 +1,165 @@
+"""The flywheel's orchestration (fast tier): order, resume, redo, and errors that name the step and the fix.
+
+The commands are recorded by a scripted runner that writes each step's declared outputs instead of running
+`llmlab` (the real commands run in tests/flywheel/test_flywheel_slow.py); the split step is real.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from llmlab.flywheel.questions import read_questions, split_questions
+from llmlab.flywheel.run import FlywheelConfig, FlywheelError, plan, run_flywheel
+
+QUESTIONS = [{"id": f"q{i}", "question": f"Question {i}?", "answer": f"answer {i}"} for i in range(10)]
+
+
+class Recorder:
+    """Runs nothing: records each command and writes the outputs its step declares (JSONL files empty)."""
+
+    def __init__(self, config: FlywheelConfig, fail: str | None = None) -> None:
+        self.writes = {tuple(argv): step.writes for step in plan(config) for argv in step.commands}
+        self.calls: list[list[str]] = []
+        self.fail = fail
+
+    def __call__(self, argv: list[str], log: Path) -> tuple[int, str]:
+        self.calls.append(argv)
+        if self.fail is not None and argv[:2] == self.fail.split():
+            return (
+                2,
+                "Traceback...\nerror: pairs.jsonl:3: 'chosen' is empty; write the preferred completion\n",
+            )
+        for path in self.writes[tuple(argv)]:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            Path(path).write_text("{}" if path.endswith(".json") else "", encoding="utf-8")
+        return 0, ""
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> FlywheelConfig:
+    questions = tmp_path / "qa.jsonl"
+    records = [*QUESTIONS, {"id": "nf", "question": "Unanswerable?", "answer": None}]
+    questions.write_text("".join(json.dumps(q) + "\n" for q in records), encoding="utf-8")
+    return FlywheelConfig(out=str(tmp_path / "run"), questions=str(questions), heldout=3, train=5)
+
+
+def verbs(calls: list[list[str]]) -> list[str]:
+    return [" ".join(argv[:2]) for argv in calls]
+
+
+def test_the_steps_run_in_order_and_a_rerun_skips_them(config: FlywheelConfig) -> None:
+    runner = Recorder(config)
+    run_flywheel(config, until="dpo", runner=runner)
+    assert verbs(runner.calls) == ["rag ingest", "flywheel prompts", "feedback generate", "feedback rank",
+                                   "feedback pairs", "reward train", "align dpo"]  # fmt: skip
+    again = Recorder(config)
+    events: list[str] = []
+    run_flywheel(config, until="dpo", runner=again, on_event=events.append)
+    assert again.calls == [] and sum("skipped" in e for e in events) == 8
+
+
+def test_redo_runs_the_step_and_every_later_one(config: FlywheelConfig) -> None:
+    run_flywheel(config, until="dpo", runner=Recorder(config))
+    runner = Recorder(config)
+    run_flywheel(config, until="dpo", redo="pairs", runner=runner)
+    assert verbs(runner.calls) == ["feedback pairs", "reward train", "align dpo"]
+
+
+def test_the_split_is_deterministic_disjoint_and_leaves_unanswerable_out(config: FlywheelConfig) -> None:
+    run_flywheel(config, until="split", runner=Recorder(config))
+    run = Path(config.out) / "01-split"
+    train = [json.loads(line)["id"] for line in (run / "train.jsonl").read_text().splitlines()]
+    heldout = [json.loads(line)["id"] for line in (run / "heldout.jsonl").read_text().splitlines()]
+    assert (
+        len(train) == 5
+        and len(heldout) == 3
+        and not set(train) & set(heldout)
+        and "nf" not in train + heldout
+    )
+    again, kept = split_questions(read_questions(config.questions), 3, 5, seed=0)
+    assert ([q.id for q in again], [q.id for q in kept]) == (train, heldout)
+    other = split_questions(read_questions(config.questions), 3, 5, seed=1)[1]
+    assert [q.id for q in other] != heldout  # the seed changes the split (checked: it does for seeds 0, 1)
+
+
+def test_a_missing_questions_file_names_the_split_step(tmp_path: Path) -> None:
+    config = FlywheelConfig(out=str(tmp_path / "run"), questions=str(tmp_path / "none.jsonl"))
+    with pytest.raises(
+        FlywheelError, match=r"flywheel step split: .*none\.jsonl: no such file; give a JSONL"
+    ):
+        run_flywheel(config, runner=Recorder(config))
+
+
+def test_a_malformed_question_names_the_step_file_and_line(config: FlywheelConfig) -> None:
+    with open(config.questions, "a", encoding="utf-8") as f:
+        f.write('{"id": "x", "question": "No answer field?"}\n')
+    with pytest.raises(
+        FlywheelError, match=r"flywheel step split: .*qa\.jsonl:12: missing field\(s\) answer"
+    ):
+        run_flywheel(config, runner=Recorder(config))
+
+
+def test_a_missing_input_names_the_step_and_the_step_that_writes_it(config: FlywheelConfig) -> None:
+    run_flywheel(config, until="generate", runner=Recorder(config))
+    completions = Path(config.out) / "04-generate" / "completions.jsonl"
+    completions.unlink()
+    with pytest.raises(FlywheelError) as error:
+        run_flywheel(config, until="rank", runner=Recorder(config))
+    assert str(error.value) == (
+        f"flywheel step rank: its input {completions} is missing (step generate writes it); rerun with "
+        "--redo generate to write it again"
+    )
+
+
+def test_a_malformed_input_names_the_step_the_line_and_the_fix(config: FlywheelConfig) -> None:
+    run_flywheel(config, until="generate", runner=Recorder(config))
+    completions = Path(config.out) / "04-generate" / "completions.jsonl"
+    completions.write_text('{"prompt": "p", "completions": ["a", "b"]}\n{"prompt": \n', encoding="utf-8")
+    with pytest.raises(FlywheelError, match=r"flywheel step rank: .*completions\.jsonl:2: not JSON \(.*\); "
+                                            r"rerun with --redo generate"):  # fmt: skip
+        run_flywheel(config, until="rank", runner=Recorder(config))
+
+
+def test_a_failed_command_names_the_step_its_error_and_the_log(config: FlywheelConfig) -> None:
+    runner = Recorder(config, fail="align dpo")
+    with pytest.raises(FlywheelError) as error:
+        run_flywheel(config, until="dpo", runner=runner)
+    log = Path(config.out) / "08-dpo" / "log.txt"
+    assert str(error.value) == (
+        "flywheel step dpo: `llmlab align dpo` failed (exit 2): error: pairs.jsonl:3: 'chosen' is empty; write "
+        f"the preferred completion; the full output is in {log}. Fix it and rerun: finished steps are skipped"
+    )
+    again = Recorder(config)
+    run_flywheel(config, until="dpo", runner=again)  # resumes at the step that failed
+    assert verbs(again.calls) == ["align dpo"]
+
+
+def test_other_settings_are_refused_rather_than_mixed(config: FlywheelConfig) -> None:
+    run_flywheel(config, until="split", runner=Recorder(config))
+    changed = FlywheelConfig(**{**config.__dict__, "heldout": 4})
+    with pytest.raises(
+        FlywheelError, match=r"was made with other settings \(heldout 3 -> 4\); give another --out"
+    ):
+        run_flywheel(changed, runner=Recorder(changed))
+
+
+def test_unknown_steps_are_refused(config: FlywheelConfig) -> None:
+    with pytest.raises(
+        FlywheelError, match=r"--until must be one of split, ingest, .*, report, got 'deploy'"
+    ):
+        run_flywheel(config, until="deploy", runner=Recorder(config))
+
+
+def test_the_held_out_measures_apply_the_rankers_rule() -> None:
+    """Hand-derived: "pypdf." holds the reference and beats a longer answer that also does (shorter) and any
+    answer that does not; two that miss it tie, whatever their lengths."""
+    from llmlab.flywheel.measure import contains_reference, ranker_preference
+
+    refs = ["pypdf"]
+    assert contains_reference("It uses PyPDF.", refs) == 1.0 and contains_reference("pdfminer", refs) == 0.0
+    assert ranker_preference("The library is pypdf, I think.", "pypdf.", refs) == 1.0
+    assert ranker_preference("pypdf.", "It is a library.", refs) == -1.0
+    assert ranker_preference("It is a library called X.", "A library.", refs) == 0.0
