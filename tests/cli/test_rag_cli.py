@@ -15,7 +15,7 @@ import pytest
 from rag.answer_fakes import FakeEngine, write_docs
 from rag.ragkit import tiny_bert_folder  # noqa: F401 - fixture
 
-from llmlab.cli import main
+from llmlab.cli import build_parser, main
 from llmlab.rag.answer import NOT_FOUND
 
 BREAD = "Bread bakes in the oven for 40 minutes [1]."
@@ -283,7 +283,11 @@ def test_llmlab_ask_builds_the_guide_store(capsys, kb, monkeypatch, tiny_tok, ti
     code, out, err = run(capsys, "ask", "How long does bread bake?", "--chunks", "1")
     assert code == 0 and out.startswith(BREAD + "\n\nSources\n [1] docs/bakery.md › Bakery\n")
     assert "guide store updated: 1 page(s) changed" in err
-    code, out, _ = run(capsys, "demo", "--question", "How long does bread bake?", "--chunks", "1")
+    # the demo answers extractively by default, which needs llmlab's engine; the scripted fake writes freely
+    assert build_parser().parse_args(["demo"]).answer_style == "extractive"
+    code, out, _ = run(
+        capsys, "demo", "--question", "How long does bread bake?", "--chunks", "1", "--answer-style", "free"
+    )
     assert code == 0 and out.startswith(
         "llmlab demo: asking the user guide (docs/) — How long does bread bake?"
     )
