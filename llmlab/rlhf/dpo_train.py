@@ -41,7 +41,7 @@ from llmlab.rlhf.policy import score_completions
 from llmlab.rlhf.recipe import (
     LoraSettings,
     add_lora,
-    check_val_fraction,
+    check_pair_inputs,
     decoder_files,
     load_pair_split,
     resume_from,
@@ -81,11 +81,9 @@ class DPOConfig(LoraSettings, TrainConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not self.model:
-            raise ConfigError("--model is required: the model to align (e.g. smollm2-135m-instruct)")
-        if not self.pairs:
-            raise ConfigError("--pairs is required: a JSONL file of {prompt, chosen, rejected} pairs")
-        check_val_fraction(self.val_fraction)
+        check_pair_inputs(
+            self.model, self.pairs, self.val_fraction, "the model to align (e.g. smollm2-135m-instruct)"
+        )
         if self.loss not in DPO_LOSSES:
             raise ConfigError(f"--loss must be one of {', '.join(DPO_LOSSES)}, got {self.loss!r}")
         if not self.beta > 0:

@@ -158,6 +158,15 @@ def check_val_fraction(value: float) -> None:
         raise ConfigError(f"--val-fraction must be in [0, 1), got {value}")
 
 
+def check_pair_inputs(model: str, pairs: str, val_fraction: float, model_hint: str) -> None:
+    """The checks every trainer on preference pairs shares: --model and --pairs given, --val-fraction valid."""
+    if not model:
+        raise ConfigError(f"--model is required: {model_hint}")
+    if not pairs:
+        raise ConfigError("--pairs is required: a JSONL file of {prompt, chosen, rejected} pairs")
+    check_val_fraction(val_fraction)
+
+
 def replace_config(config: Any, **changes: Any) -> Any:
     """A copy of a config with fields changed (validated again)."""
     return dataclasses.replace(config, **changes)

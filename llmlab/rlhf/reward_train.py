@@ -22,7 +22,7 @@ from typing import Any
 from llmlab.data.tokenize import Tokenized
 from llmlab.errors import ConfigError
 from llmlab.rlhf.pair_data import PairBatches, encode_reward_pair
-from llmlab.rlhf.recipe import LoraSettings, add_lora, check_val_fraction, load_pair_split, resume_from
+from llmlab.rlhf.recipe import LoraSettings, add_lora, check_pair_inputs, load_pair_split, resume_from
 from llmlab.rlhf.reward import REWARD_LOSSES, pairwise_accuracy
 from llmlab.training.config import TrainConfig
 from llmlab.training.loop import Event, Trainer, TrainResult
@@ -53,11 +53,9 @@ class RewardConfig(LoraSettings, TrainConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not self.model:
-            raise ConfigError("--model is required: the reward model's body, e.g. minilm-l6")
-        if not self.pairs:
-            raise ConfigError("--pairs is required: a JSONL file of {prompt, chosen, rejected} pairs")
-        check_val_fraction(self.val_fraction)
+        check_pair_inputs(
+            self.model, self.pairs, self.val_fraction, "the reward model's body, e.g. minilm-l6"
+        )
         if self.loss not in REWARD_LOSSES:
             raise ConfigError(f"--loss must be one of {', '.join(REWARD_LOSSES)}, got {self.loss!r}")
 
