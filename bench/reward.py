@@ -8,7 +8,9 @@ same seeded head: about 0.5). Prints both next to the target.
     python bench/reward.py                                   # MiniLM-L6, every weight, 2 epochs
     python bench/reward.py --model smollm2-135m-instruct --lora --lr 2e-4 --epochs 1
 
-Not yet measured on a quiet machine: the figures belong in docs/alignment.md once it has run.
+Measured (docs/alignment.md, on the 2-core machine at a load average of 4 to 10): MiniLM-L6 with the default
+settings reaches 0.722 on the test split (untrained: 0.469; 0.833 on the held-out training pairs); 338 steps
+in 759 s under that load.
 """
 
 from __future__ import annotations

@@ -7,7 +7,8 @@ completion ended by <|im_end|>, at most 128 tokens), 4 pairs per step, sigmoid l
 runs in its own subprocess with the same thread count:
 
     ours            llmlab: reference log-probs precomputed once (the base model with the adapters disabled),
-                    then one policy forward + backward per step, vocabulary projection on completion tokens only
+                    then one policy forward + backward per step, vocabulary projection on completion tokens only,
+                    64 positions at a time and recomputed in the backward pass (no (N, V) logits kept)
     trl-precompute  trl 1.16 with precompute_ref_log_probs=True: the same algorithm
     trl             trl 1.16's default: the reference forward (adapters disabled) inside every step
 
@@ -41,6 +42,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+# `python bench/rlhf.py` puts bench/ first on sys.path, where bench/peft.py would shadow the peft package
+# that trl's runs import: this script imports nothing from bench/, so the folder is dropped.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 MODEL = "smollm2-135m-instruct"
 WARMUP = 2

@@ -7,7 +7,8 @@ llmlab/rlhf/dpo.py, each equal to trl's.) Recipe: read the pairs (`file:line` er
 --val-fraction by seed (or --val), encode each side after its prompt as generation renders it, cut to
 --seq-len; put a LoRA adapter on the model (the default; --no-lora trains every weight); compute the reference
 log-probs once per pair; then `Trainer` with `DPOObjective`, which runs only the policy, chosen and rejected
-sides in one forward (2B rows), with the vocabulary projection on completion tokens only (llmlab/rlhf/policy.py).
+sides in one forward (2B rows), with the vocabulary projection on completion tokens only, in chunks whose
+logits are recomputed in the backward pass rather than kept (llmlab/rlhf/policy.py).
 
 The reference is the base model with the adapters disabled (`disable_adapters`), never a second copy, and
 its log-probs are precomputed once, before the first step, because the reference never changes: each step

@@ -13,7 +13,13 @@ padding cost no vocabulary-sized logits (for SmolLM2, V = 49,152, the full float
 its largest tensor). Sequences are right-padded, so a causal model needs no attention mask: real tokens never
 attend to the pads after them. Models whose logits are more than `lm_head(hidden)` take the full forward.
 The value head reads the same hidden states as the policy, as trl's `AutoModelForCausalLMWithValueHead`.
-Parity: tests/rlhf/test_policy.py::test_equals_full_logits (against `completion_token_logprobs`).
+
+Without entropies (DPO, the reference and rollout scoring) the (N, V) logits are never held at once either:
+the projection and its logsumexp run on `CHUNK` positions at a time, and under autograd each chunk is
+checkpointed, so the backward pass recomputes its logits instead of keeping them (one (CHUNK, V) block alive
+instead of about three (N, V) tensors: the logits, their float32 scaled copy and logsumexp's saved input).
+Parity: tests/rlhf/test_policy.py::test_equals_full_logits (against `completion_token_logprobs`) and
+test_chunked_gradients_equal_the_full_ones.
 """
 
 from __future__ import annotations
@@ -25,6 +31,10 @@ import torch
 from torch import nn
 
 from llmlab.training.causal_lm import split_head
+
+CHUNK = 64
+"""Completion positions projected onto the vocabulary at once when no entropy is needed: (64, V) float32 is
+12.6 MB for SmolLM2's 49,152 tokens."""
 
 
 @dataclass
@@ -94,6 +104,15 @@ def score_completions(
         raise ValueError(f"temperature must be > 0, got {temperature}")
     keep = completion_mask[:, 1:].bool()  # (B, T-1)
     labels = input_ids[:, 1:][keep]  # (N,)
+    parts = None if entropy else split_head(model)
+    if parts is not None:  # the lean path: never the whole (N, V) logits
+        body, head = parts
+        out = body(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
+        hidden = (out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0])[:, :-1][keep]
+        scores = CompletionScores(_scatter(chunked_logprobs(head, hidden, labels, temperature), keep), keep)
+        if value_head is not None:
+            scores.values = _scatter(value_head(hidden).squeeze(-1), keep)
+        return scores
     hidden, logits = completion_hidden(model, input_ids, keep, attention_mask)
     scaled = logits.float() / temperature  # (N, V)
     logz = torch.logsumexp(scaled, dim=-1)  # (N,)
@@ -105,6 +124,50 @@ def score_completions(
     if value_head is not None:
         scores.values = _scatter(value_head(hidden).squeeze(-1), keep)
     return scores
+
+
+def _logprobs(
+    head: nn.Module, hidden: torch.Tensor, labels: torch.Tensor, temperature: float
+) -> torch.Tensor:
+    """(n,) log softmax(head(hidden) / temperature) at `labels`, in float32."""
+    scaled = head(hidden).float() / temperature  # (n, V)
+    return scaled.gather(-1, labels.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(scaled, dim=-1)
+
+
+def chunked_logprobs(
+    head: nn.Module, hidden: torch.Tensor, labels: torch.Tensor, temperature: float = 1.0, chunk: int = CHUNK
+) -> torch.Tensor:
+    """log pi(labels) from the hidden states that predict them, `chunk` positions at a time.
+
+    Equal to log_softmax(head(hidden) / temperature) gathered at `labels`, but the peak holds one (chunk, V)
+    block of logits. Under autograd each chunk is checkpointed: the backward pass recomputes the chunk's
+    logits from its (chunk, H) hidden states (one extra projection, about 1/3 of its cost with the backward)
+    rather than keeping (N, V) floats alive until the loss is differentiated.
+
+    Args:
+        head: the output projection, (n, H) -> (n, V).
+        hidden: (N, H) hidden states.
+        labels: (N,) the tokens they predict.
+
+    Returns:
+        (N,) float32 log-probabilities.
+    """
+    from torch.utils.checkpoint import checkpoint
+
+    track = torch.is_grad_enabled() and (
+        hidden.requires_grad or any(p.requires_grad for p in head.parameters())
+    )
+    pieces = []
+    for start in range(0, hidden.shape[0], chunk):
+        h, y = hidden[start : start + chunk], labels[start : start + chunk]  # (n, H), (n,)
+        if track:
+            piece = checkpoint(
+                _logprobs, head, h, y, temperature, use_reentrant=False, preserve_rng_state=False
+            )
+        else:
+            piece = _logprobs(head, h, y, temperature)
+        pieces.append(piece)
+    return torch.cat(pieces) if pieces else hidden.new_zeros(0, dtype=torch.float32)
 
 
 class ValueHead(nn.Module):
