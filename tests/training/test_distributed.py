@@ -150,9 +150,38 @@ def test_peft_methods_run_in_several_processes(tmp_path, monkeypatch):
     model = save_word_llama(tmp_path / "base")
     data = write_jsonl(tmp_path / "train.jsonl", reverse_instructions(40, seed=0))
     common = ["finetune", "lora", "--model", str(model), "--data", str(data), "--targets", "all-linear"]
-    common += ["--max-steps", "3", "--lr", "5e-3", "--precision", "fp32", "--no-memory-check", "--dropout", "0"]
+    common += [
+        "--max-steps",
+        "3",
+        "--lr",
+        "5e-3",
+        "--precision",
+        "fp32",
+        "--no-memory-check",
+        "--dropout",
+        "0",
+    ]
     assert main([*common, "--batch-size", "8", "--out", str(tmp_path / "one")]) == 0
     assert main([*common, "--batch-size", "4", "--nproc", "2", "--out", str(tmp_path / "two")]) == 0
     one, two = losses(tmp_path / "one")[0], losses(tmp_path / "two")[0]
     assert len(one) == len(two) == 3 and two == pytest.approx(one, rel=1e-5)
     assert two[-1] < two[0]
+
+
+def test_fsdp_memory_estimate_counts_a_share_per_process():
+    """With --fsdp over 4 processes, each holds a quarter of the weights, gradients and AdamW moments, plus one
+    block's weights gathered whole; activations are unchanged."""
+    from transformers import LlamaConfig
+
+    from llmlab.training.memory import estimate_full_training
+
+    config = LlamaConfig(
+        vocab_size=256, hidden_size=64, intermediate_size=128, num_hidden_layers=4, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=64,
+    )  # fmt: skip
+    whole = estimate_full_training(config, 2, 32)
+    shared = estimate_full_training(config, 2, 32, shards=4)
+    assert shared.gradients == -(-whole.gradients // 4) and shared.optimizer == -(-whole.optimizer // 4)
+    assert shared.weights == -(-whole.weights // 4) + whole.weights // 4  # a quarter, plus one of 4 blocks
+    assert shared.activations == whole.activations and "sharded over 4 processes (FSDP)" in shared.detail
+    assert shared.total < 0.5 * whole.total
