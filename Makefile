@@ -45,11 +45,10 @@ test-slow: venv
 
 # The guide's model examples again with PyTorch's and oneDNN's kernels limited to AVX2, as on a CPU without
 # AVX-512: what the guide asserts must hold on any x86-64 CPU (tests/docs/test_docs_examples.py says how).
-# Every page with model examples but training.md (11 minutes under load; it passed under AVX2 on 2026-12-05).
-ISA_PAGES := generation or prompting or rag or evaluation or models or agents or feedback or peft or alignment
+# Every page of the guide with model examples, training.md included (about 20 minutes on 2 quiet cores).
 test-isa: venv
 	ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 $(VENV)/bin/pytest -q -m slow --timeout=1800 \
-		tests/docs/test_docs_examples.py -k '$(ISA_PAGES)'
+		tests/docs/test_docs_examples.py
 
 test: lint typecheck test-fast test-slow test-isa
 

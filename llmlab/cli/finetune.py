@@ -82,8 +82,11 @@ def run_full(args: argparse.Namespace) -> int:
 
 
 def run_peft(args: argparse.Namespace) -> int:
-    from llmlab.cli.train_output import resolve_config, run_training
+    from llmlab.cli.train_output import relaunch, resolve_config, run_training
     from llmlab.training.peft_finetune import finetune_peft, method_of
 
+    code = relaunch(args)
+    if code is not None:
+        return code
     config = resolve_config(args.peft_config, args)
     return run_training(finetune_peft, config, args.dry_run, f"finetune {method_of(config)}", config.model)

@@ -21,7 +21,7 @@ import os
 import random
 import re
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -113,20 +113,28 @@ class FullModelSaver:
     def __init__(self, model: nn.Module, tokenizer: Any = None):
         self.model, self.tokenizer = model, tokenizer
 
-    def save(self, folder: Path) -> None:
+    def save(self, folder: Path, state: Mapping[str, torch.Tensor] | None = None) -> None:
+        """`state`: the model's whole state dict when its parameters are sharded (gathered by the caller)."""
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()  # "Writing model shards" bars would cut through the progress bar
-        self.model.save_pretrained(folder)  # type: ignore[operator]
+        self.model.save_pretrained(folder, state_dict=state)  # type: ignore[operator]
         if self.tokenizer is not None:
             self.tokenizer.save_pretrained(folder)
 
     def load(self, folder: Path) -> None:
+        from llmlab.training.distributed import copy_into
+
         state = _load_safetensors(folder, "model.safetensors")
-        missing, unexpected = self.model.load_state_dict(state, strict=False)
-        loaded = {id(p) for n, p in self.model.named_parameters() if n in state}
         params = dict(self.model.named_parameters(remove_duplicate=False))
-        untied = [k for k in missing if k in params and id(params[k]) not in loaded]
+        targets = params | dict(self.model.named_buffers())
+        unexpected = [k for k in state if k not in targets]
+        loaded = {id(params[k]) for k in state if k in params}
+        missing = [k for k in params if k not in state]
+        for name, value in state.items():  # in place: also into this process's shard of a sharded weight
+            if name in targets:
+                copy_into(targets[name], value)
+        untied = [k for k in missing if id(params[k]) not in loaded]
         if unexpected or untied:
             raise ConfigError(
                 f"{folder}: checkpoint does not match the model (missing {untied[:3]}, unexpected "
@@ -169,20 +177,26 @@ def _flat_params(optimizer: torch.optim.Optimizer) -> list[nn.Parameter]:
 
 
 def optimizer_tensors(optimizer: torch.optim.Optimizer, names: dict[int, str]) -> dict[str, torch.Tensor]:
-    """AdamW state as `optimizer/NAME/exp_avg`-style tensors (keyed by parameter name, not position)."""
+    """AdamW state as `optimizer/NAME/exp_avg`-style tensors (keyed by parameter name, not position); the
+    moments of sharded parameters are gathered whole, so every process must call this when they are."""
+    from llmlab.training.distributed import full_tensor
+
     out = {}
     for p in _flat_params(optimizer):
         for key, value in optimizer.state.get(p, {}).items():
             if isinstance(value, torch.Tensor):
-                out[f"optimizer/{names[id(p)]}/{key}"] = value.detach().cpu().contiguous()
+                out[f"optimizer/{names[id(p)]}/{key}"] = full_tensor(value.detach()).cpu().contiguous()
     return out
 
 
 def load_optimizer(optimizer: torch.optim.Optimizer, names: dict[int, str], tensors: dict[str, Any]) -> None:
+    """The reverse of `optimizer_tensors`; the moments of a sharded parameter are split as it is."""
+    from llmlab.training.distributed import shard_like
+
     state = optimizer.state_dict()
     for index, p in enumerate(_flat_params(optimizer)):
         prefix = f"optimizer/{names[id(p)]}/"
-        entry = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+        entry = {k[len(prefix) :]: shard_like(v, p) for k, v in tensors.items() if k.startswith(prefix)}
         if entry:
             state["state"][index] = entry
     optimizer.load_state_dict(state)
@@ -220,16 +234,18 @@ def restore_rng(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
 
 def save_training_state(
     folder: Path,
-    optimizer: torch.optim.Optimizer,
+    optimizer: torch.optim.Optimizer | dict[str, torch.Tensor],
     names: dict[int, str],
     state: dict[str, Any],
     rng: RngState | None = None,
 ) -> None:
-    """Optimizer tensors and RNG states (now, or `rng` captured earlier) + the loop's counters as JSON."""
+    """Optimizer tensors (or `optimizer_tensors` gathered before) and RNG states (now, or `rng` captured
+    earlier) + the loop's counters as JSON."""
     from safetensors.torch import save_file
 
     tensors, rng_meta = rng or rng_state()
-    save_file(optimizer_tensors(optimizer, names) | tensors, folder / STATE_TENSORS)
+    moments = optimizer if isinstance(optimizer, dict) else optimizer_tensors(optimizer, names)
+    save_file(moments | tensors, folder / STATE_TENSORS)
     (folder / STATE_JSON).write_text(json.dumps(state | {"rng": rng_meta}) + "\n")
 
 

@@ -18,7 +18,9 @@ Precision = Literal["auto", "fp32", "bf16"]
 
 # Settings a resumed run may change (how long it runs and how often it reports); anything else would make
 # the resumed run a different run.
-RESUMABLE_CHANGES = ("max_steps", "epochs", "eval_every", "save_every", "keep_last", "patience", "resume")
+RESUMABLE_CHANGES = (
+    "max_steps", "epochs", "eval_every", "save_every", "keep_last", "patience", "fsdp", "resume",
+)  # fmt: skip
 
 
 @dataclass
@@ -65,6 +67,9 @@ class TrainConfig:
     """cpu, cuda, or auto (CUDA when present)."""
     memory_check: bool = True
     """Estimate the peak memory first (a dry run on fake tensors) and refuse a run that cannot fit."""
+    fsdp: bool = False
+    """With --nproc N: shard the weights, gradients and AdamW state over the N processes (FSDP) instead of
+    copying the model into each, for models whose training does not fit one device."""
 
     def __post_init__(self) -> None:
         positive = ("epochs", "batch_size", "grad_accum", "seq_len", "keep_last")

@@ -13,8 +13,13 @@ the environment (gloo on CPU, NCCL on GPU, one GPU per local rank). The `Trainer
   all-reduce runs inside backward whatever the objective calls (a body and a head, or a teacher);
 - divides each process's loss by the units of the *global* step (all-reduced) and multiplies by N, since
   DDP averages gradients over processes: the step's gradient is the mean over all its units, as in one
-  process. `wrap(..., fsdp=True)` shards the model instead (FSDP2 `fully_shard` per transformer layer); it is
-  not a flag yet: rank-0 checkpoints would first need the sharded weights gathered (a full state dict).
+  process.
+- or, with --fsdp, shards the model instead (`shard`: FSDP2 `fully_shard` on each transformer block, then on
+  the whole; Zhao et al., 2023, arXiv:2304.11277): each process keeps 1/N of every weight, gradient and AdamW
+  moment, and gathers one block's full weights only while it runs. Gradients are reduce-scattered and averaged
+  like DDP's, so the same scaling makes the step one process's step. A checkpoint gathers the full tensors
+  (every process takes part, rank 0 writes), so it is the same folder as without --fsdp: transformers loads
+  it, and a resume shards it again (`copy_into`).
 - writes (metrics, checkpoints, plots, config.yaml) on rank 0 only; validation is sharded and summed.
 
 Equality with one process at the same global batch: tests/training/test_distributed.py (2 CPU processes).
@@ -25,7 +30,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -136,26 +141,74 @@ class LossModule(nn.Module):
         return self.objective.loss(self.model, batch)
 
 
-def _layers(model: nn.Module) -> list[nn.Module]:
-    """The transformer blocks to shard one by one (every ModuleList's children: decoder/encoder layers)."""
-    return [m for lst in model.modules() if isinstance(lst, nn.ModuleList) for m in lst]
+def _layers(module: nn.Module) -> list[nn.Module]:
+    """The transformer blocks to shard one by one: the children of the outermost ModuleLists (decoder and
+    encoder layers; a T5 block's own list of sublayers stays inside its block)."""
+    found: list[nn.Module] = []
+    for child in module.children():
+        found.extend(child if isinstance(child, nn.ModuleList) else _layers(child))
+    return found
 
 
-def wrap(model: nn.Module, objective: Objective, fsdp: bool = False) -> nn.Module:
-    """`LossModule(model, objective)` under DDP, or sharded with FSDP2 when `fsdp`."""
+def wrap(model: nn.Module, objective: Objective) -> nn.Module:
+    """`LossModule(model, objective)` under DDP."""
     from torch.nn.parallel import DistributedDataParallel
 
     module = LossModule(model, objective)
     device = next(model.parameters()).device
-    if fsdp:
-        from torch.distributed.fsdp import fully_shard
-
-        for layer in _layers(model):
-            fully_shard(layer)
-        fully_shard(module)
-        return module
     ids = [device.index] if device.type == "cuda" else None
     return DistributedDataParallel(module, device_ids=ids)
+
+
+def shard(
+    model: nn.Module, objective: Objective, trainable: Mapping[str, nn.Parameter]
+) -> tuple[nn.Module, dict[str, nn.Parameter]]:
+    """`LossModule(model, objective)` sharded with FSDP2, and `trainable` with the same names mapped to the
+    sharded parameters (fully_shard replaces every parameter by a DTensor one, so the old objects are dead)."""
+    from torch.distributed.fsdp import fully_shard
+
+    module = LossModule(model, objective)
+    where = {id(p): name for name, p in module.named_parameters()}
+    names = {name: where[id(p)] for name, p in trainable.items()}
+    for layer in _layers(model):
+        fully_shard(layer)
+    fully_shard(module)
+    after = dict(module.named_parameters())
+    return module, {name: after[fqn] for name, fqn in names.items()}
+
+
+def full_tensor(t: torch.Tensor) -> torch.Tensor:
+    """The whole of a sharded (DTensor) tensor, gathered from every process (all must call); others as is."""
+    from torch.distributed.tensor import DTensor
+
+    return t.full_tensor() if isinstance(t, DTensor) else t
+
+
+def full_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The model's state dict with every sharded tensor gathered, on the CPU (every process must call)."""
+    return {k: full_tensor(v.detach()).cpu() for k, v in model.state_dict().items()}
+
+
+def shard_like(value: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """`value` (a whole tensor, the same in every process) split as `like` is, when `like` is sharded and has
+    its shape; otherwise `value` unchanged."""
+    from torch.distributed.tensor import DTensor, distribute_tensor
+
+    if not isinstance(like, DTensor) or tuple(value.shape) != tuple(like.shape):
+        return value
+    whole = value.to(device=like.device, dtype=like.dtype)
+    return distribute_tensor(whole, like.device_mesh, like.placements, src_data_rank=None)
+
+
+@torch.no_grad()
+def copy_into(target: torch.Tensor, value: torch.Tensor) -> None:
+    """target ← value, where `target` may be this process's shard of a sharded parameter."""
+    from torch.distributed.tensor import DTensor
+
+    if isinstance(target, DTensor):
+        target.to_local().copy_(shard_like(value, target).to_local())  # type: ignore[attr-defined]
+    else:
+        target.copy_(value)
 
 
 def strip_nproc(argv: Sequence[str]) -> tuple[list[str], int]:

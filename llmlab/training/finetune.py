@@ -194,6 +194,12 @@ def finetune(
         )
     seed_everything(config.seed)
     task = task_for(config)
+    if method is not None and task.name == "classify":  # the new head would stay as initialised: ln 2 loss
+        raise ConfigError(
+            f"finetune {method.method} --task classify: the PEFT methods do not train a classification head "
+            "yet, so the new head would stay random; use `llmlab finetune full --task classify` (MiniLM: "
+            "22.7M parameters, a few minutes on a CPU)"
+        )
     setup = task.setup(config, found[-1][1] if found else None)
     data = task.data(config, setup)
     device = resolve_device(config.device)

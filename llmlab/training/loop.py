@@ -16,8 +16,8 @@ newest checkpoint; the resumed run then computes exactly what the uninterrupted 
 (tests/training/test_resume.py kills a run with SIGKILL and compares the final weights bit for bit).
 
 Under torchrun (or --nproc N) the Trainer joins the process group, shards the batches, wraps the model and
-the objective in DDP and sums the units, losses and metrics over the processes; only
-rank 0 writes (metrics, plots, checkpoints). See llmlab.training.distributed.
+the objective in DDP (or shards them with FSDP2 under --fsdp) and sums the units, losses and metrics over the
+processes; only rank 0 writes (metrics, plots, checkpoints). See llmlab.training.distributed.
 Tests: tests/training/test_loop.py, tests/training/test_distributed.py.
 """
 
@@ -118,7 +118,12 @@ class Trainer:
         self.eval_at_start = eval_at_start
         self.run = Path(config.out)
         self.device = next(iter(self.trainable.values())).device
-        self.wrapped = distributed.wrap(model, objective) if self.world > 1 else None
+        self.sharded = self._check_fsdp(config.fsdp)
+        self.wrapped: nn.Module | None = None
+        if self.sharded:
+            self.wrapped, self.trainable = distributed.shard(model, objective, self.trainable)
+        elif self.world > 1:
+            self.wrapped = distributed.wrap(model, objective)
         self.autocast = resolve_precision(config.precision, self.device)
         named = list(self.trainable.items())
         self.optimizer = build_optimizer(named, config.lr, config.weight_decay)
@@ -136,6 +141,22 @@ class Trainer:
         self.first_eval: dict[str, float] | None = None
         self.last_eval: dict[str, float] | None = None
         self._plotted = -math.inf
+
+    def _check_fsdp(self, fsdp: bool) -> bool:
+        """--fsdp needs several processes and a method that saves the whole model."""
+        if not fsdp:
+            return False
+        if self.world < 2:
+            raise ConfigError(
+                "--fsdp shards the model over several processes, and this run has one: add --nproc 2 (or "
+                "more), or run under torchrun, or leave --fsdp out"
+            )
+        if not isinstance(self.saver, ckpt.FullModelSaver):
+            raise ConfigError(
+                "--fsdp shards the training of every weight (finetune full, pretrain, distill); this method "
+                "trains a small part of the model: leave --fsdp out (--nproc N alone runs it in N processes)"
+            )
+        return True
 
     @staticmethod
     def _all_trainable(model: nn.Module) -> dict[str, nn.Parameter]:
@@ -300,7 +321,8 @@ class Trainer:
         if not params:
             return None
         max_norm = self.config.max_grad_norm or float("inf")
-        return float(torch.nn.utils.clip_grad_norm_(params, max_norm, foreach=True))
+        norm = torch.nn.utils.clip_grad_norm_(params, max_norm, foreach=True)
+        return float(distributed.full_tensor(norm))  # sharded gradients give a replicated DTensor
 
     def _after_step(self) -> str | None:
         """Validation, early stopping and checkpoints after an optimizer step; a reason to stop, or None."""
@@ -366,13 +388,22 @@ class Trainer:
     def save_checkpoint(
         self, rng: tuple[dict[str, torch.Tensor], dict[str, Any]] | None = None
     ) -> Path | None:
-        """Write the checkpoint of the current step atomically, prune old ones, redraw loss.png."""
+        """Write the checkpoint of the current step atomically, prune old ones, redraw loss.png. With --fsdp
+        every process gathers the whole weights and moments first."""
+        whole: dict[str, torch.Tensor] | None = None
+        moments: dict[str, torch.Tensor] | torch.optim.Optimizer = self.optimizer
+        if self.sharded:
+            whole = distributed.full_state(self.model)
+            moments = ckpt.optimizer_tensors(self.optimizer, self.names)
         if self.rank != 0:
             return None
 
         def fill(folder: Path) -> None:
-            self.saver.save(folder)
-            ckpt.save_training_state(folder, self.optimizer, self.names, self._state(), rng)
+            if whole is not None and isinstance(self.saver, ckpt.FullModelSaver):
+                self.saver.save(folder, state=whole)
+            else:
+                self.saver.save(folder)
+            ckpt.save_training_state(folder, moments, self.names, self._state(), rng)
 
         path = ckpt.write_folder_atomically(ckpt.checkpoint_dir(self.run, self.step), fill)
         ckpt.prune(self.run, self.config.keep_last, self.best_step)
@@ -383,8 +414,12 @@ class Trainer:
 
     def _save_interrupted(self, rng_before: tuple[dict[str, torch.Tensor], dict[str, Any]]) -> None:
         """Ctrl-C inside a step: the weights are still those of the last finished step; save them (with the
-        RNG state from before the step, so the resumed run repeats the interrupted step exactly)."""
+        RNG state from before the step, so the resumed run repeats the interrupted step exactly). Not with
+        --fsdp: gathering the shards needs every process, and after Ctrl-C some may be gone; the run resumes
+        from its last checkpoint."""
         self.optimizer.zero_grad(set_to_none=True)
+        if self.sharded:
+            return
         done = {s for s, _ in ckpt.list_checkpoints(self.run)}
         if self.step and self.step not in done:
             self.save_checkpoint(rng_before)

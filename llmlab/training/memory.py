@@ -15,8 +15,10 @@ from llmlab.errors import ConfigError
 from llmlab.models.sizing import MemoryEstimate
 
 
-def estimate_full_training(config: Any, batch_size: int, seq_len: int) -> MemoryEstimate:
-    """Peak memory of full training at this micro-batch size and length (fp32 weights, AdamW)."""
+def estimate_full_training(config: Any, batch_size: int, seq_len: int, shards: int = 1) -> MemoryEstimate:
+    """Peak memory of full training at this micro-batch size and length (fp32 weights, AdamW), for one
+    process; with `shards` > 1 (--fsdp over that many processes) each keeps that share of the weights,
+    gradients and optimizer state, plus one transformer block gathered whole while it runs."""
     from llmlab.models import dry_run
     from llmlab.models.sizing import model_shape
 
@@ -25,6 +27,10 @@ def estimate_full_training(config: Any, batch_size: int, seq_len: int) -> Memory
     weights, grads, optim = shape.parameters * 4, run.trainable * 4, run.trainable * 8
     rest = max(0, run.peak_bytes - weights - grads - optim)
     detail = f"fp32, AdamW, all weights: {run.trainable:,} trainable parameters"
+    if shards > 1:
+        block = weights // max(1, shape.layers)  # a rough upper bound: embeddings count in the average
+        weights, grads, optim = -(-weights // shards) + block, -(-grads // shards), -(-optim // shards)
+        detail += f", sharded over {shards} processes (FSDP)"
     return MemoryEstimate("full fine-tune", weights, 0, grads, optim, rest, run.trainable, detail)
 
 

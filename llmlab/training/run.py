@@ -6,6 +6,7 @@ A recipe (pretrain, finetune full, and the PEFT and RLHF ones) is: resolve the c
 
 from __future__ import annotations
 
+import os
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,7 +56,8 @@ def check_memory(
     memory; raises ConfigError when the run cannot fit."""
     if not config.memory_check:
         return None, available_bytes(device)
-    estimate = estimate_full_training(hf_config, config.batch_size, seq_len or config.seq_len)
+    shards = int(os.environ.get("WORLD_SIZE", "1")) if config.fsdp else 1  # torchrun's, before the group
+    estimate = estimate_full_training(hf_config, config.batch_size, seq_len or config.seq_len, shards)
     available = available_bytes(device)
     check_fits(estimate, available)
     return estimate, available

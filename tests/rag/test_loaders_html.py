@@ -195,3 +195,98 @@ def test_metadata_from_json_ld_and_title_suffix():
         "fr-FR",
         "Sea Notes",
     )
+
+
+PROMO_PAGE = """<html><head><title>Rail strike ends</title></head><body><article><h1>Rail strike ends</h1>
+<p>Start your day with the Morning Brief. Sign up for the free daily newsletter.</p>
+<p>The rail strike ended on Friday after the union and the operator agreed on a two-year pay deal, the
+transport ministry said in a statement published late in the evening after talks that lasted all week.</p>
+<p>Readers who want the details can subscribe to the ministry's notices, the union said; the deal raises pay by
+four percent this year and by three percent next year, and it shortens the week of the workers on the night
+shift by two hours from the first of March.</p>
+<p>Trains will run to the normal timetable from Monday, although some regional lines will need until Wednesday
+to bring their rolling stock and crews back to the depots where the first services of the day begin.</p>
+<p>Follow The Daily Courier on Twitter and Facebook.</p>
+<p>Tell us what YOU think...</p>
+<p>comments</p>
+</article></body></html>"""
+
+
+def test_promotions_and_trailing_buttons_at_the_edges_are_dropped():
+    """A newsletter or social-media prompt among the first or last three paragraphs (at most 45 words) goes, and
+    so do the one- or two-word lines that end the text; the same words inside the body stay."""
+    text = "\n\n".join(u.text for u in load_html(PROMO_PAGE.encode(), "/t/strike.html").units)
+    assert text.startswith("Rail strike ends\n\nThe rail strike ended on Friday")
+    assert "can subscribe to the ministry's notices" in text  # the third paragraph, but 50 words: prose
+    assert text.endswith("where the first services of the day begin.")
+    for junk in ("Sign up", "Morning Brief", "Follow The Daily Courier", "Tell us what", "comments"):
+        assert junk not in text
+
+
+def test_a_short_last_line_with_a_sign_or_full_stop_is_kept():
+    page = PROMO_PAGE.replace("<p>Follow The Daily Courier on Twitter and Facebook.</p>", "")
+    page = page.replace("<p>Tell us what YOU think...</p>\n<p>comments</p>", "<p>© Courier wires</p>")
+    text = "\n\n".join(u.text for u in load_html(page.encode(), "/t/strike.html").units)
+    assert text.endswith("begin.\n\n© Courier wires")
+
+
+def test_the_tree_is_html_elements_without_inert_tags_and_tails_stay():
+    """trafilatura accepts only lxml.html elements; the parser gives them by a lookup done in C (not lxml.html's
+    Python one), and tags with no text of their own are dropped with their tails kept."""
+    import lxml.html
+
+    page = b"""<html><head><meta name="author" content="Ann Lee"><link rel="stylesheet" href="a.css"></head>
+    <body><form><input name="q"><select><option>Menu choice</option></select><button>Go</button></form>
+    <p>Water boils at a lower temperature on a mountain <svg><text>icon</text></svg>because the air pressure is
+    lower there, which every cook who lives high up learns <input type="hidden">soon enough.</p></body></html>"""
+    tree, _ = parse_html(page, "/t/boil.html")
+    assert all(isinstance(el, lxml.html.HtmlElement) for el in tree.iter())
+    assert type(tree.find(".//form")) is lxml.html.HtmlElement  # not lxml.html's FormElement
+    doc = load_html(page, "/t/boil.html")
+    text = doc.units[0].text
+    assert "on a mountain because the air pressure" in text and "learns soon enough." in text
+    for junk in ("icon", "Menu choice", "Go"):
+        assert junk not in text
+    assert doc.metadata["author"] == "Ann Lee"  # read before the <meta> tags are dropped
+
+
+def test_date_from_the_first_time_element_when_no_meta_tag_has_one():
+    page = b"""<html><body><article><time datetime="2022-11-05T09:00">5 Nov</time><time datetime="2021-01-01">x</time>
+    <p>The ferry to the island runs every hour in summer and every two hours for the rest of the year.</p>
+    </article></body></html>"""
+    assert load_html(page, "/t/ferry.html").metadata["date"] == "2022-11-05"
+
+
+def test_a_list_of_linked_headlines_with_teasers_is_dropped_and_a_list_of_prose_kept():
+    """Each item of the first list opens with a link of >= 3 words (after a thumbnail's empty link) followed by an
+    unlinked teaser, so the links hold under LINK_SHARE of its words: still a list of other stories."""
+    teasers = "".join(
+        f'<li><a href="/s/{i}"><img src="t{i}.jpg"></a><a href="/s/{i}">{title}</a> {teaser}</li>'
+        for i, (title, teaser) in enumerate(
+            [
+                (
+                    "Storm closes the coast road",
+                    "Drivers were told to expect delays well into the evening hours.",
+                ),
+                (
+                    "School year starts a week late",
+                    "The ministry blamed the repairs that overran in the summer.",
+                ),
+                (
+                    "Harbour festival returns",
+                    "Organisers expect the biggest crowds since the festival began.",
+                ),
+            ]
+        )
+    )
+    prose = (
+        "<ul><li>The first stage widens the bridge, which takes most of the spring and the early summer.</li>"
+        '<li>The second stage, <a href="/plan">described in the plan</a>, adds the cycle lane on the east side.</li></ul>'
+    )
+    page = ARTICLE.replace(
+        '<p>Related:</p>\n<ul><li><a href="/news/3">', f'{prose}<ul>{teasers}<li><a href="/news/3">'
+    )
+    text = "\n\n".join(u.text for u in load_html(page.encode(), "/t/bridge.html").units)
+    assert "- The second stage, described in the plan, adds the cycle lane on the east side." in text
+    for junk in ("Storm closes", "Drivers were told", "Harbour festival", "Organisers"):
+        assert junk not in text

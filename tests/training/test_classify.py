@@ -95,3 +95,13 @@ def test_labels_flag_and_bad_records(tmp_path, capsys):
     assert f"{data}:3: field 'label' must be a label name or its index, got True" in captured.err
     assert captured.out.startswith(f"example 1 ({data}:1): 4 tokens, label positive\n[CLS] good food [SEP]\n")
     assert "format label, records 3, truncated 0, labels negative 1, positive 1" in captured.out
+
+
+def test_peft_methods_refuse_a_classification_task(tmp_path, capsys):
+    """LoRA on an encoder with --task classify once trained the adapter next to a random, frozen head (the
+    loss stayed at ln 2); it is refused with what to run instead."""
+    bert = save_tiny_bert(tmp_path / "bert")
+    train = write_jsonl(tmp_path / "train.jsonl", sentiment_records(20, seed=0))
+    args = ["finetune", "lora", "--model", str(bert), "--task", "classify", "--data", str(train)]
+    assert main([*args, "--targets", "query,value", "--no-memory-check", "--out", str(tmp_path / "r")]) == 2
+    assert "do not train a classification head yet" in capsys.readouterr().err
