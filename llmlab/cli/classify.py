@@ -1,13 +1,17 @@
-"""`llmlab classify`: label texts with a classifier (a `finetune full --task classify` run), or score it on a
-labelled JSONL file (accuracy, llmlab.evaluation.metrics.accuracy)."""
+"""`llmlab classify`: label texts with a classifier (a `finetune full --task classify` run, or the adapter of a
+`finetune lora --task classify` run on its base model), or score it on a labelled JSONL file (accuracy,
+llmlab.evaluation.metrics.accuracy)."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from llmlab.cli.output import console, print_json, print_table
+from llmlab.errors import ModelError
 
 
 def register(subparsers: Any) -> None:
@@ -38,9 +42,11 @@ def load_classifier(model: str, device: str) -> tuple[Any, Any, list[str]]:
     from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
-    from llmlab.errors import ModelError
     from llmlab.models.loading import model_folder, resolve_device
 
+    adapter = _classifier_adapter(model)
+    if adapter is not None:
+        return _load_with_adapter(adapter, device)
     folder, _, _ = model_folder(model)
     architectures = AutoConfig.from_pretrained(folder).architectures or []
     if not any(a.endswith("ForSequenceClassification") for a in architectures):
@@ -57,6 +63,52 @@ def load_classifier(model: str, device: str) -> tuple[Any, Any, list[str]]:
     except (OSError, ValueError) as e:
         raise ModelError(f"cannot load a classifier from {folder}: {e}") from e
     labels = [clf.config.id2label[i] for i in range(clf.config.num_labels)]
+    return clf.to(resolve_device(device)).eval(), tokenizer, labels
+
+
+def _classifier_adapter(model: str) -> tuple[Path, dict[str, Any]] | None:
+    """(adapter folder, its llmlab_adapter.json) when `model` is an adapter trained with --task classify."""
+    from llmlab.peft.checkpoint import LLMLAB_CONFIG, resolve_adapter_folder
+
+    if not Path(model).is_dir() or not any(Path(model).glob(f"**/{LLMLAB_CONFIG}")):
+        return None
+    folder = resolve_adapter_folder(model)
+    meta = json.loads((folder / LLMLAB_CONFIG).read_text(encoding="utf-8"))
+    if not meta.get("labels"):
+        raise ModelError(
+            f"{model} is an adapter for a generating model, not a classifier; run it with: llmlab generate "
+            f"--model {meta.get('base_model') or 'BASE'} --adapter {model}"
+        )
+    return folder, meta
+
+
+def _load_with_adapter(adapter: tuple[Path, dict[str, Any]], device: str) -> tuple[Any, Any, list[str]]:
+    """The base model as a classifier with the adapter's labels, then the adapter (LoRA and the trained head)."""
+    import warnings
+
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    from llmlab.models.loading import model_folder, resolve_device
+    from llmlab.peft.checkpoint import load_adapter
+
+    folder, meta = adapter
+    labels = [str(label) for label in meta["labels"]]
+    base, _, _ = model_folder(meta["base_model"])
+    hf_logging.disable_progress_bar()
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # its report of a newly initialised head: the adapter brings the head
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            clf = AutoModelForSequenceClassification.from_pretrained(
+                base, num_labels=len(labels), id2label=dict(enumerate(labels)),
+                label2id={label: i for i, label in enumerate(labels)},
+            )  # fmt: skip
+            tokenizer = AutoTokenizer.from_pretrained(base)
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    load_adapter(clf, folder)
     return clf.to(resolve_device(device)).eval(), tokenizer, labels
 
 

@@ -56,7 +56,9 @@ def register(subparsers: Any) -> None:
     params = sub.add_parser("params", help="trainable vs total parameters of each PEFT method on a model")
     params.add_argument("--model", required=True, help="a packaged model name or a checkpoint folder")
     params.add_argument("--rank", type=int, default=8, help="LoRA rank (default: 8)")
-    params.add_argument("--bottleneck", type=int, default=64, help="adapter bottleneck size (default: 64)")
+    params.add_argument(
+        "--bottleneck", type=int, default=0, help="adapter bottleneck size (default 0: the hidden size / 16)"
+    )
     params.add_argument("--virtual-tokens", type=int, default=20, help="prompt tuning length (default: 20)")
     params.add_argument("--train", default="norms", help="the selective subset (default: norms)")
     params.add_argument("--json", action="store_true", help="print JSON")

@@ -167,8 +167,18 @@ def print_summary(result: Any, preview: Any, out: str, seconds: float, adapter_o
         )
         what = "adapter" if adapter_of else "model"
         console.print(f"{what}: {out} ({which}); metrics.jsonl, loss.png, config.yaml", markup=False)
-        if adapter_of:
+        if adapter_of and _labelled(Path(out)):  # a classifier: the adapter carries its head and labels
+            console.print(f"run it with: llmlab classify --model {out} TEXT", markup=False)
+        elif adapter_of:
             console.print(f"run it with: llmlab generate --model {adapter_of} --adapter {out}", markup=False)
+
+
+def _labelled(folder: Path) -> bool:
+    """Whether the adapter at the top of a run folder is a classifier's (it keeps label names)."""
+    import json
+
+    meta = folder / "llmlab_adapter.json"
+    return meta.is_file() and bool(json.loads(meta.read_text(encoding="utf-8")).get("labels"))
 
 
 def relaunch(args: argparse.Namespace) -> int | None:

@@ -125,7 +125,7 @@ def save_adapter(
     task = peft_format.peft_task_type(model)
     if info.method == "lora":
         raw, tensors = peft_format.lora_peft_files(
-            lora_layers(model), info.name, info.config, task, base_model
+            lora_layers(model), info.name, info.config, task, base_model, _saved_modules(model, info)
         )
     elif info.method == "prompt-tuning":
         prompt = getattr(model, BANK).embeddings[info.name]
@@ -136,15 +136,33 @@ def save_adapter(
     write_tensors(folder / weights, tensors)
     if raw:
         write_json(folder / peft_format.CONFIG_NAME, raw)
-    write_json(folder / LLMLAB_CONFIG, _llmlab_config(info, base_model, tensors))
+    write_json(folder / LLMLAB_CONFIG, _llmlab_config(info, base_model, tensors, _labels(model)))
     return folder
 
 
+def _saved_modules(model: nn.Module, info: AdapterInfo) -> dict[str, torch.Tensor]:
+    """The tensors of the modules trained in full with the adapter, by their name in the model."""
+    return {
+        f"{module}.{key}": value
+        for module in info.modules_to_save
+        for key, value in model.get_submodule(module).state_dict().items()
+    }
+
+
+def _labels(model: nn.Module) -> list[str] | None:
+    """A sequence classifier's label names in order (what `llmlab classify` rebuilds the head with)."""
+    config = getattr(model, "config", None)
+    if peft_format.peft_task_type(model) != "SEQ_CLS" or config is None:
+        return None
+    return [str(config.id2label[i]) for i in range(config.num_labels)]
+
+
 def _llmlab_config(
-    info: AdapterInfo, base_model: str | None, tensors: dict[str, torch.Tensor]
+    info: AdapterInfo, base_model: str | None, tensors: dict[str, torch.Tensor], labels: list[str] | None
 ) -> dict[str, Any]:
     config = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(info.config).items()}
-    return {
+    extra: dict[str, Any] = {"labels": labels, "modules_to_save": info.modules_to_save} if labels else {}
+    return extra | {
         "format": "llmlab-adapter",
         "version": FORMAT_VERSION,
         "method": info.method,
@@ -166,6 +184,9 @@ def saved_parameters(model: nn.Module, name: str | None = None) -> dict[str, tor
                 A, B = layer.matrices(info.name)
                 out[f"{peft_format.PREFIX}{module}.lora_A.weight"] = A.weight
                 out[f"{peft_format.PREFIX}{module}.lora_B.weight"] = B.weight
+        for module in info.modules_to_save:
+            for key, param in model.get_submodule(module).named_parameters():
+                out[f"{peft_format.PREFIX}{module}.{key}"] = param
         return out
     if info.method == "prompt-tuning":
         return {"prompt_embeddings": getattr(model, BANK).embeddings[info.name]}
@@ -324,6 +345,13 @@ def _load_lora(model: nn.Module, folder: Path, name: str, train: bool) -> None:
                         f"needs {tuple(target.shape)}; the adapter was trained on a different base model"
                     )
                 target.copy_(value)
+    if config.modules_to_save:
+        saved = peft_format.read_saved_modules(folder / peft_format.WEIGHTS_NAME, config.modules_to_save)
+        peft_format.copy_saved_modules(model, saved, folder)
+        heads = sorted({key.split(".")[0] for key in saved})
+        list_adapters(model)[name].modules_to_save = heads
+        for head in heads:
+            model.get_submodule(head).requires_grad_(train)
 
 
 def _load_prompt(model: nn.Module, folder: Path, name: str, train: bool) -> None:

@@ -35,6 +35,7 @@ import copy
 import json
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,6 +63,8 @@ class LoraAdapterConfig:
     rank_pattern: dict[str, int] = field(default_factory=dict)
     alpha_pattern: dict[str, float] = field(default_factory=dict)
     base_model_name_or_path: str | None = None
+    modules_to_save: tuple[str, ...] = ()
+    """Whole modules trained with the adapter and saved in full (a sequence classifier's new head)."""
 
     def alpha(self, module: str) -> float:
         """lora_alpha for a module, after `alpha_pattern` (peft's `get_pattern_key` rule)."""
@@ -125,6 +128,7 @@ def read_adapter_config(path: str | Path) -> LoraAdapterConfig:
             rank_pattern=dict(raw.get("rank_pattern") or {}),
             alpha_pattern=dict(raw.get("alpha_pattern") or {}),
             base_model_name_or_path=raw.get("base_model_name_or_path"),
+            modules_to_save=tuple(raw.get("modules_to_save") or ()),
         )
     except KeyError as e:
         raise DataError(f"a LoRA adapter config needs {e.args[0]!r}; re-save the adapter", str(path)) from e
@@ -140,7 +144,6 @@ def _check_supported(raw: dict[str, Any], path: Path) -> None:
     refused = {
         "use_dora": "DoRA (use_dora) adapters",
         "lora_bias": "LoRA biases (lora_bias)",
-        "modules_to_save": "modules_to_save (fully trained extra modules)",
         "layer_replication": "layer_replication",
         "target_parameters": "target_parameters (LoRA on raw parameters)",
         "trainable_token_indices": "trainable_token_indices",
@@ -152,18 +155,28 @@ def _check_supported(raw: dict[str, Any], path: Path) -> None:
         raise ConfigError(f"{path}: bias {raw['bias']!r} is not supported; only bias 'none' adapters load")
 
 
-def read_adapter_weights(path: str | Path) -> dict[str, LoraWeights]:
-    """Group the tensors of `adapter_model.safetensors` by the module they adapt (names as in the model)."""
+def _load_weights(path: str | Path) -> dict[str, torch.Tensor]:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     try:
-        tensors = load_file(str(path))
+        return load_file(str(path))
     except (SafetensorError, OSError) as e:
         raise DataError(f"cannot read the adapter weights ({e}); re-save the adapter", str(path)) from e
+
+
+def _in_modules(name: str, modules: Sequence[str]) -> bool:
+    return any(name.startswith(f"{m}.") for m in modules)
+
+
+def read_adapter_weights(path: str | Path, saved: Sequence[str] = ()) -> dict[str, LoraWeights]:
+    """Group the tensors of `adapter_model.safetensors` by the module they adapt (names as in the model),
+    leaving out those of the `saved` modules (modules_to_save; `read_saved_modules` reads them)."""
     modules: dict[str, LoraWeights] = {}
-    for key, tensor in tensors.items():
+    for key, tensor in _load_weights(path).items():
         name = key.removeprefix(PREFIX)
+        if _in_modules(name, saved):
+            continue
         if name.endswith(".base_layer.weight"):
             modules.setdefault(name.removesuffix(".base_layer.weight"), LoraWeights()).base_weight = tensor
             continue
@@ -177,6 +190,35 @@ def read_adapter_weights(path: str | Path) -> dict[str, LoraWeights]:
     return modules
 
 
+def read_saved_modules(path: str | Path, saved: Sequence[str]) -> dict[str, torch.Tensor]:
+    """The tensors of the `saved` modules (peft's modules_to_save: `classifier.weight`, ...), by their name in
+    the model."""
+    tensors = {key.removeprefix(PREFIX): t for key, t in _load_weights(path).items()}
+    return {name: t for name, t in tensors.items() if _in_modules(name, saved)}
+
+
+@torch.no_grad()
+def copy_saved_modules(model: nn.Module, tensors: dict[str, torch.Tensor], folder: Path) -> None:
+    """Copy the saved modules' tensors into `model` (its classifier head), checking names and shapes."""
+    state = dict(model.named_parameters()) | dict(model.named_buffers())
+    for name, value in tensors.items():
+        if name not in state or tuple(state[name].shape) != tuple(value.shape):
+            got = tuple(state[name].shape) if name in state else "no such tensor"
+            raise ModelError(
+                f"adapter {folder}: {name} has shape {tuple(value.shape)} but this model has {got}; load the "
+                "base model with as many labels as the adapter was trained on"
+            )
+        state[name].copy_(value)
+
+
+def classifier_heads(model: nn.Module) -> list[str]:
+    """The new head of a sequence classifier (`classifier` for BERT, `score` for decoders): the module a PEFT
+    method trains in full next to its adapter, as peft's SEQ_CLS task does; [] for other models."""
+    if peft_task_type(model) != "SEQ_CLS":
+        return []
+    return [h for h in ("classifier", "score") if isinstance(getattr(model, h, None), nn.Module)]
+
+
 def merge_lora_adapter(model: nn.Module, folder: str | Path, inplace: bool = False) -> nn.Module:
     """A deep copy of `model` (or `model` itself with `inplace=True`, which saves memory when the base model
     is not needed any more) with the PEFT LoRA adapter in `folder` merged into its weights.
@@ -187,7 +229,7 @@ def merge_lora_adapter(model: nn.Module, folder: str | Path, inplace: bool = Fal
     """
     config_path, weights_path = adapter_files(folder)
     config = read_adapter_config(config_path)
-    modules = read_adapter_weights(weights_path)
+    modules = read_adapter_weights(weights_path, config.modules_to_save)
     lora = {name: w for name, w in modules.items() if w.A is not None or w.B is not None}
     if not lora:
         raise ModelError(f"{weights_path} holds no LoRA matrices; re-save the adapter")
@@ -197,6 +239,7 @@ def merge_lora_adapter(model: nn.Module, folder: str | Path, inplace: bool = Fal
     with torch.no_grad():
         for name, weights in modules.items():
             _merge_module(found[name], name, weights, config)
+    copy_saved_modules(merged, read_saved_modules(weights_path, config.modules_to_save), Path(folder))
     return merged
 
 
@@ -290,9 +333,15 @@ def peft_config_raw(folder: str | Path) -> dict[str, Any]:
 
 
 def lora_peft_files(
-    layers: dict[str, Any], name: str, config: Any, task_type: str, base: str | None
+    layers: dict[str, Any],
+    name: str,
+    config: Any,
+    task_type: str,
+    base: str | None,
+    saved: dict[str, torch.Tensor] | None = None,
 ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    """(adapter_config.json object, tensors) for LoRA adapter `name` of LoRALinear layers {module: layer}."""
+    """(adapter_config.json object, tensors) for LoRA adapter `name` of LoRALinear layers {module: layer},
+    with the `saved` modules' tensors (a classifier head, `classifier.weight`: ...) as peft's modules_to_save."""
     specs = {module: layer.specs[name] for module, layer in layers.items() if name in layer.specs}
     tensors: dict[str, torch.Tensor] = {}
     for module, layer in layers.items():
@@ -316,9 +365,11 @@ def lora_peft_files(
         "fan_in_fan_out": False,
         "init_lora_weights": True,
         "inference_mode": True,
-        "modules_to_save": None,
+        "modules_to_save": sorted({key.split(".")[0] for key in saved}) if saved else None,
         "use_dora": False,
     }
+    for key, value in (saved or {}).items():
+        tensors[f"{PREFIX}{key}"] = value.detach().contiguous()
     return raw, tensors
 
 
@@ -369,7 +420,7 @@ def runs_only_merged(folder: str | Path) -> bool:
         return False
     if raw.get("fan_in_fan_out"):
         return True
-    modules = read_adapter_weights(folder / WEIGHTS_NAME)
+    modules = read_adapter_weights(folder / WEIGHTS_NAME, raw.get("modules_to_save") or ())
     return any(w.embedding or w.base_weight is not None for w in modules.values())
 
 
@@ -377,7 +428,7 @@ def read_lora_for_loading(folder: Path) -> tuple[LoraAdapterConfig, dict[str, Lo
     """Config, per-module weights and raw JSON of a peft LoRA adapter that can run live (unmerged)."""
     config_path, weights_path = adapter_files(folder)
     config = read_adapter_config(config_path)
-    modules = read_adapter_weights(weights_path)
+    modules = read_adapter_weights(weights_path, config.modules_to_save)
     for module, weights in modules.items():
         if weights.embedding or weights.base_weight is not None or config.fan_in_fan_out:
             raise ConfigError(

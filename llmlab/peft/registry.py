@@ -60,6 +60,9 @@ class AdapterInfo:
     """Adapted module names (lora, adapters), trained parameter names (selective), or [] (prompt tuning)."""
     source: str | None = None
     """The folder it was loaded from, if any."""
+    modules_to_save: list[str] = field(default_factory=list)
+    """Whole modules of the model trained and saved with the adapter (a sequence classifier's new head,
+    peft's modules_to_save); loading the adapter overwrites them, switching adapters does not."""
 
 
 @dataclass

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from llmlab.peft.registry import active_adapter, delete_adapter
+from llmlab.peft.registry import active_adapter, delete_adapter, list_adapters
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,7 @@ def count_parameters(model: nn.Module) -> ParameterCount:
 def method_table(
     model: nn.Module,
     rank: int = 8,
-    bottleneck: int = 64,
+    bottleneck: int = 0,
     virtual_tokens: int = 20,
     selective: str = "norms",
 ) -> list[ParameterCount]:
@@ -65,7 +65,7 @@ def method_table(
     rows = [ParameterCount("full", total, total, "every weight")]
     setups = [
         ("lora", f"r={rank}, query+value", lambda: apply_lora(model, rank=rank, alpha=2 * rank, name="_count")),
-        ("adapters", f"bottleneck {bottleneck}", lambda: apply_adapters(model, bottleneck, name="_count")),
+        ("adapters", "bottleneck {}", lambda: apply_adapters(model, bottleneck, name="_count")),
         ("prompt-tuning", f"{virtual_tokens} virtual tokens", lambda: apply_prompt_tuning(model, virtual_tokens, name="_count")),
         ("selective", selective, lambda: select_parameters(model, selective, name="_count")),
     ]  # fmt: skip
@@ -73,6 +73,8 @@ def method_table(
         for method, setting, setup in setups:
             setup()
             count = count_parameters(model)
+            if method == "adapters":  # the size it chose (0: the hidden size / 16)
+                setting = setting.format(list_adapters(model)["_count"].config.bottleneck)
             rows.append(ParameterCount(method, count.trainable, count.total, setting))
             delete_adapter(model, "_count")
     finally:

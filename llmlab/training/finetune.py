@@ -194,11 +194,11 @@ def finetune(
         )
     seed_everything(config.seed)
     task = task_for(config)
-    if method is not None and task.name == "classify":  # the new head would stay as initialised: ln 2 loss
+    if method is not None and task.name == "classify" and method.method != "lora":
         raise ConfigError(
-            f"finetune {method.method} --task classify: the PEFT methods do not train a classification head "
-            "yet, so the new head would stay random; use `llmlab finetune full --task classify` (MiniLM: "
-            "22.7M parameters, a few minutes on a CPU)"
+            f"finetune {method.method} --task classify: of the PEFT methods only LoRA trains a classification "
+            "head (saved with the adapter) so far; use `llmlab finetune lora --task classify` or `llmlab "
+            "finetune full --task classify`"
         )
     setup = task.setup(config, found[-1][1] if found else None)
     data = task.data(config, setup)

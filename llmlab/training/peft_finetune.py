@@ -88,8 +88,9 @@ class AdaptersFinetuneConfig(PeftFinetuneConfig):
 
     lr: float = 5e-4
     """Peak learning rate (AdamW), reached after the warmup, then cosine decay to --min-lr-ratio of it."""
-    bottleneck: int = 64
-    """Inner size m of each adapter (d -> m -> d)."""
+    bottleneck: int = 0
+    """Inner size m of each adapter (d -> m -> d); 0: d / 16, AdapterHub's reduction factor (36 for
+    SmolLM2-135M, whose adapters then weigh 1.9% of its checkpoint)."""
     activation: str = "silu"
     """Nonlinearity between the two projections: silu, relu, gelu or tanh."""
     targets: str = ""
@@ -255,7 +256,7 @@ class PeftMethod:
         _inject(model, self.method, self.config, tokenizer, self.name)
         if self.gradient_checkpointing:
             enable_gradient_checkpointing(model)
-        trainable = adapter_parameters(model, self.name)
+        trainable = adapter_parameters(model, self.name) | train_heads(model, self.name)
         self.counts = _counts(model, trainable)
         dtype = resolve_precision(self.precision, next(model.parameters()).device)
         if dtype is not None:
@@ -297,6 +298,22 @@ class PeftMethod:
         if self.gradient_checkpointing:
             enable_gradient_checkpointing(model)
         return list(adapter_parameters(model, self.name).values())
+
+
+def train_heads(model: Any, name: str) -> dict[str, Any]:
+    """A sequence classifier's new head trains in full next to the adapter and is saved with it (peft's
+    modules_to_save for its SEQ_CLS task): {parameter name: parameter}; {} for other models."""
+    from llmlab.peft.peft_format import classifier_heads
+    from llmlab.peft.registry import list_adapters
+
+    heads = classifier_heads(model)
+    list_adapters(model)[name].modules_to_save = heads
+    out = {}
+    for head in heads:
+        for key, param in model.get_submodule(head).named_parameters():
+            param.requires_grad_(True)
+            out[f"{head}.{key}"] = param
+    return out
 
 
 def hold_frozen_linears(model: Any, dtype: Any) -> int:
@@ -349,7 +366,10 @@ def estimate_peft_training(
         """CausalLMObjective's loss with every position a target (fake tensors cannot take a boolean mask)."""
         parts = split_head(model)
         if parts is None:
-            logits = model(input_ids=batch["input_ids"], use_cache=False).logits[:, -seq_len:]
+            out = model(input_ids=batch["input_ids"], use_cache=False)
+            if getattr(out, "logits", None) is None:  # an encoder body (a classifier's head is tiny)
+                return out.last_hidden_state.float().square().sum()
+            logits = out.logits[:, -seq_len:]
         else:
             logits = parts[1](hidden_states(parts[0], batch, model)[:, -seq_len:])  # (B, T, V)
         return F.cross_entropy(logits.flatten(0, 1).float(), batch["input_ids"].flatten(), reduction="sum")

@@ -190,3 +190,56 @@ def test_run_folders_and_errors(tmp_path) -> None:
     with pytest.raises(ModelError, match=r"lora_A has shape \(4, 64\) but this model needs \(4, 32\)"):
         load_adapter(other, tmp_path / "r4")
     assert list_adapters(other) == {}
+
+
+def _classifier_logits(model) -> torch.Tensor:
+    ids = torch.tensor([[5, 17, 42, 9, 2], [7, 7, 30, 11, 3]])
+    with torch.no_grad():
+        return model(input_ids=ids, attention_mask=(ids != 3).long()).logits
+
+
+def test_classifier_head_travels_with_a_lora_adapter_both_ways(tmp_path) -> None:
+    """A sequence classifier's head trains in full next to LoRA (peft's modules_to_save for SEQ_CLS): saved
+    here, peft loads it with the same logits; saved by peft, it loads here with peft's logits. The head a
+    base model is loaded with is new (random), so the adapter must bring it."""
+    from peft import LoraConfig, get_peft_model
+    from tiny import tiny_bert
+
+    from llmlab.training.peft_finetune import train_heads
+
+    base = tiny_bert(seed=5, num_labels=3)
+    model = copy.deepcopy(base)
+    apply_lora(model, targets=("query", "value"), rank=4, alpha=8)
+    heads = train_heads(model, "default")
+    assert sorted(heads) == ["classifier.bias", "classifier.weight"]
+    randomize(model, "lora_")
+    randomize(model, "classifier", seed=2, std=0.5)
+    save_adapter(model, tmp_path / "ours")
+    raw = json.loads((tmp_path / "ours" / "adapter_config.json").read_text())
+    assert raw["task_type"] == "SEQ_CLS" and raw["modules_to_save"] == ["classifier"]
+    assert json.loads((tmp_path / "ours" / "llmlab_adapter.json").read_text())["labels"] == [
+        "LABEL_0", "LABEL_1", "LABEL_2"
+    ]  # fmt: skip
+    assert not torch.allclose(_classifier_logits(base), _classifier_logits(model))
+    torch.testing.assert_close(
+        _classifier_logits(_peft_load(base, tmp_path / "ours")), _classifier_logits(model)
+    )
+    fresh = copy.deepcopy(base)
+    load_adapter(fresh, tmp_path / "ours")
+    torch.testing.assert_close(_classifier_logits(fresh), _classifier_logits(model))
+
+    reference = get_peft_model(
+        copy.deepcopy(base),
+        LoraConfig(task_type="SEQ_CLS", r=4, lora_alpha=8, target_modules=["query", "value"]),
+    )
+    randomize(reference, "lora_", seed=3)
+    randomize(reference, "modules_to_save", seed=4, std=0.5)
+    reference.eval().save_pretrained(tmp_path / "peft")
+    ours = copy.deepcopy(base)
+    load_adapter(ours, tmp_path / "peft")
+    torch.testing.assert_close(_classifier_logits(ours), _classifier_logits(reference))
+    assert list_adapters(ours)["default"].modules_to_save == ["classifier"]
+
+    wrong = tiny_bert(seed=5, num_labels=2)  # another number of labels: a clear error, not a silent mix
+    with pytest.raises(ModelError, match=r"classifier.bias has shape \(3,\) but this model has \(2,\)"):
+        load_adapter(wrong, tmp_path / "ours")

@@ -87,9 +87,30 @@ def test_only_adapter_parameters_train(kind: str) -> None:
 
 def test_bad_settings_name_the_flag() -> None:
     model = KINDS["decoder-only"].model()
-    with pytest.raises(ConfigError, match="--bottleneck must be a positive integer, got 0"):
-        apply_adapters(model, bottleneck=0)
+    with pytest.raises(ConfigError, match=r"--bottleneck must be a positive integer \(or 0: the hidden size / 16\), got -1"):  # fmt: skip
+        apply_adapters(model, bottleneck=-1)
     with pytest.raises(ConfigError, match="--activation must be one of silu, relu, gelu, tanh, got 'swish'"):
         apply_adapters(model, activation="swish")
     with pytest.raises(ConfigError, match=r"--targets 'out_proj' matches no module of this model; its linear layers are named .*o_proj"):  # fmt: skip
         apply_adapters(model, targets=["out_proj"])
+
+
+def test_default_size_is_a_sixteenth_of_the_hidden_size(tmp_path) -> None:
+    """`bottleneck` 0 (the default) gives each adapter d / 16 units (AdapterHub's reduction factor), and the
+    saved adapter records that number, so it loads back to the same size."""
+    import json
+
+    from llmlab.peft.checkpoint import load_adapter, save_adapter
+    from llmlab.peft.registry import list_adapters
+
+    model = KINDS["decoder-only"].model()
+    hidden = model.config.hidden_size
+    apply_adapters(model)
+    assert list_adapters(model)["default"].config.bottleneck == hidden // 16
+    down = next(m for n, m in model.named_modules() if n.endswith(".down"))
+    assert tuple(down.weight.shape) == (hidden // 16, hidden)
+    save_adapter(model, tmp_path)
+    assert json.loads((tmp_path / "llmlab_adapter.json").read_text())["config"]["bottleneck"] == hidden // 16
+    fresh = KINDS["decoder-only"].model()
+    load_adapter(fresh, tmp_path)
+    assert list_adapters(fresh)["default"].config.bottleneck == hidden // 16

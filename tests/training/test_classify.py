@@ -97,11 +97,37 @@ def test_labels_flag_and_bad_records(tmp_path, capsys):
     assert "format label, records 3, truncated 0, labels negative 1, positive 1" in captured.out
 
 
-def test_peft_methods_refuse_a_classification_task(tmp_path, capsys):
-    """LoRA on an encoder with --task classify once trained the adapter next to a random, frozen head (the
-    loss stayed at ln 2); it is refused with what to run instead."""
+def test_lora_trains_a_classifier_whose_head_travels_with_the_adapter(tmp_path, capsys):
+    """`finetune lora --task classify`: the LoRA matrices and the new head train (the head once stayed random
+    and frozen, and the loss at ln 2); `llmlab classify --model RUN` rebuilds the classifier from the base
+    model, the adapter and its labels. The tiny BERT of the fixture above, LoRA r 8 on query and value, lr
+    1e-2: held-out accuracy >= 0.8 (measured 0.91; chance 0.5). The other PEFT methods refuse the task with
+    what to run."""
     bert = save_tiny_bert(tmp_path / "bert")
-    train = write_jsonl(tmp_path / "train.jsonl", sentiment_records(20, seed=0))
-    args = ["finetune", "lora", "--model", str(bert), "--task", "classify", "--data", str(train)]
-    assert main([*args, "--targets", "query,value", "--no-memory-check", "--out", str(tmp_path / "r")]) == 2
-    assert "do not train a classification head yet" in capsys.readouterr().err
+    train = write_jsonl(tmp_path / "train.jsonl", sentiment_records(400, seed=0))
+    test = write_jsonl(tmp_path / "test.jsonl", sentiment_records(200, seed=1))
+    args = ["--model", str(bert), "--task", "classify", "--labels", "negative,positive", "--data", str(train)]
+    args += [
+        "--precision",
+        "fp32",
+        "--no-memory-check",
+        "--epochs",
+        "3",
+        "--batch-size",
+        "16",
+        "--lr",
+        "1e-2",
+    ]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        lora = ["finetune", "lora", *args, "--targets", "query,value"]
+        assert main([*lora, "--out", str(tmp_path / "r")]) == 0
+        assert f"run it with: llmlab classify --model {tmp_path / 'r'} TEXT" in capsys.readouterr().out
+        assert main(["classify", "--model", str(tmp_path / "r"), "--data", str(test), "--json"]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    result = json.loads(capsys.readouterr().out)
+    assert result["accuracy"] >= 0.8, result
+    assert main(["finetune", "adapters", *args, "--out", str(tmp_path / "a")]) == 2
+    assert "only LoRA trains a classification head" in capsys.readouterr().err
