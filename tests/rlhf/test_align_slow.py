@@ -21,8 +21,8 @@ questions that appear in no pair are asked before and after, greedily.
 
 A small model's text differs between CPUs; the bounds leave room for that (measured here: see the asserts'
 messages). DPO: 254 s on the 2-core machine at a load average of about 4.5 (17 minutes at about 17). PPO:
-351 s at a load average of 3.5 to 6 (another slow test running beside it; 678 s with AVX2 kernels at 4 to
-7); the machine was never quiet, so 2 quiet cores should take less.
+271 s at a load average of 4 to 5, 351 s at 3.5 to 6 (678 s with AVX2 kernels at 4 to 7); the machine was
+never quiet, so 2 quiet cores should take less.
 """
 
 from __future__ import annotations
