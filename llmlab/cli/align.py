@@ -67,9 +67,12 @@ def _done(result: Any, seconds: float) -> None:
 
 def run_dpo(args: argparse.Namespace) -> int:
     from llmlab.cli.reward import run_with_progress
-    from llmlab.cli.train_output import print_preview, resolve_config
+    from llmlab.cli.train_output import print_preview, relaunch, resolve_config
     from llmlab.rlhf.dpo_train import DPOConfig, train_dpo
 
+    code = relaunch(args)
+    if code is not None:
+        return code
     config = resolve_config(DPOConfig, args)
     if args.dry_run:
         preview, _ = train_dpo(config, dry_run=True)

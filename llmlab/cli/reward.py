@@ -53,9 +53,12 @@ def register(subparsers: Any) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from llmlab.cli.train_output import print_preview, resolve_config
+    from llmlab.cli.train_output import print_preview, relaunch, resolve_config
     from llmlab.rlhf.reward_train import RewardConfig, train_reward
 
+    code = relaunch(args)
+    if code is not None:
+        return code
     config = resolve_config(RewardConfig, args)
     if args.dry_run:
         preview, _ = train_reward(config, dry_run=True)

@@ -158,6 +158,14 @@ class PairBatches:
     def __len__(self) -> int:
         return -(-len(self.pairs) // self.batch_size)
 
+    @property
+    def items(self) -> list[EncodedPair]:
+        """The pairs (what llmlab.training.distributed shards between processes)."""
+        return self.pairs
+
+    def collate(self, items: Sequence[EncodedPair]) -> Batch:
+        return collate_pairs(list(items), self.pad_id)
+
     def order(self, epoch: int) -> list[int]:
         if not self.shuffle:
             return list(range(len(self.pairs)))
@@ -168,7 +176,7 @@ class PairBatches:
         order = self.order(epoch)
         for b in range(start, len(self)):
             chunk = order[b * self.batch_size : (b + 1) * self.batch_size]
-            yield collate_pairs([self.pairs[i] for i in chunk], self.pad_id)
+            yield self.collate([self.pairs[i] for i in chunk])
 
     @property
     def longest(self) -> int:

@@ -100,3 +100,21 @@ def test_bad_pairs_line_is_reported_with_file_and_line(tmp_path: Path, capsys) -
     )
     assert code == 2
     assert f"{bad}:2: pair is missing 'rejected'" in capsys.readouterr().err
+
+
+def test_two_processes_train_what_one_trains(tiny_folder: Path, tmp_path: Path, monkeypatch) -> None:
+    """`reward train --nproc 2` runs in 2 processes (it once ran in one, ignoring --nproc): with --batch-size
+    8 each, its losses are those of one process with --batch-size 16."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    data = write_jsonl(tmp_path / "pairs.jsonl", pairs(64, seed=0, target="Paris"))
+    common = ["reward", "train", "--model", str(tiny_folder), "--pairs", str(data), "--max-steps", "3"]
+    common += ["--lr", "1e-3", "--val-fraction", "0.25", "--precision", "fp32", "--no-memory-check"]
+    assert main([*common, "--batch-size", "16", "--out", str(tmp_path / "one")]) == 0
+    assert main([*common, "--batch-size", "8", "--nproc", "2", "--out", str(tmp_path / "two")]) == 0
+
+    def losses(run: Path) -> list[float]:
+        lines = (run / "metrics.jsonl").read_text().splitlines()
+        return [json.loads(line)["loss"] for line in lines if '"loss"' in line]
+
+    one, two = losses(tmp_path / "one"), losses(tmp_path / "two")
+    assert len(one) == len(two) == 3 and two == pytest.approx(one, rel=1e-5)
