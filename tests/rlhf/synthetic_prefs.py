@@ -56,3 +56,9 @@ def pairs(n: int, seed: int, target: str) -> list[dict[str, str]]:
 def write_jsonl(path: Path, records: list[dict[str, str]]) -> Path:
     path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
     return path
+
+
+def step_losses(run: Path) -> list[float]:
+    """The training loss of every optimizer step in a run folder's metrics.jsonl."""
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    return [json.loads(line)["loss"] for line in lines if '"loss"' in line]

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from synthetic_prefs import pairs, prompts, write_jsonl
+from synthetic_prefs import pairs, prompts, step_losses, write_jsonl
 
 from llmlab.cli import main
 from llmlab.rlhf.dpo_train import REFERENCE, DPOConfig, train_dpo
@@ -118,8 +118,6 @@ def test_cli_refuses_bad_settings_and_files(
 def test_two_processes_train_what_one_trains(tiny_folder: Path, tmp_path: Path, monkeypatch) -> None:
     """`align dpo --nproc 2` runs in 2 processes (it once ran in one, ignoring --nproc): with --batch-size 4
     each, its losses are those of one process with --batch-size 8."""
-    import json
-
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     data = write_jsonl(tmp_path / "pairs.jsonl", pairs(48, seed=2, target="two"))
     common = ["align", "dpo", "--model", str(tiny_folder), "--pairs", str(data), "--max-steps", "3"]
@@ -128,9 +126,5 @@ def test_two_processes_train_what_one_trains(tiny_folder: Path, tmp_path: Path, 
     assert main([*common, "--batch-size", "8", "--out", str(tmp_path / "one")]) == 0
     assert main([*common, "--batch-size", "4", "--nproc", "2", "--out", str(tmp_path / "two")]) == 0
 
-    def losses(run: Path) -> list[float]:
-        lines = (run / "metrics.jsonl").read_text().splitlines()
-        return [json.loads(line)["loss"] for line in lines if '"loss"' in line]
-
-    one, two = losses(tmp_path / "one"), losses(tmp_path / "two")
+    one, two = step_losses(tmp_path / "one"), step_losses(tmp_path / "two")
     assert len(one) == len(two) == 3 and two == pytest.approx(one, rel=1e-5)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from synthetic_prefs import pairs, write_jsonl
+from synthetic_prefs import pairs, step_losses, write_jsonl
 
 from llmlab.cli import main
 from llmlab.rlhf.reward_model import load_reward_model
@@ -112,9 +112,5 @@ def test_two_processes_train_what_one_trains(tiny_folder: Path, tmp_path: Path, 
     assert main([*common, "--batch-size", "16", "--out", str(tmp_path / "one")]) == 0
     assert main([*common, "--batch-size", "8", "--nproc", "2", "--out", str(tmp_path / "two")]) == 0
 
-    def losses(run: Path) -> list[float]:
-        lines = (run / "metrics.jsonl").read_text().splitlines()
-        return [json.loads(line)["loss"] for line in lines if '"loss"' in line]
-
-    one, two = losses(tmp_path / "one"), losses(tmp_path / "two")
+    one, two = step_losses(tmp_path / "one"), step_losses(tmp_path / "two")
     assert len(one) == len(two) == 3 and two == pytest.approx(one, rel=1e-5)
