@@ -55,7 +55,7 @@ def tiny_base(tmp_path_factory) -> Path:
     ("method", "k", "lr", "settings", "bound"),
     [
         ("lora", 4, 2e-2, {}, 0.85),
-        ("adapters", 4, 1e-2, {}, 0.85),
+        ("adapters", 4, 1e-2, {"bottleneck": 64}, 0.85),
         ("selective", 2, 1e-1, {"train": ["norms"]}, 0.8),
         ("prompt-tuning", 2, 1e-1, {}, 0.85),
     ],
@@ -63,8 +63,9 @@ def tiny_base(tmp_path_factory) -> Path:
 def test_each_method_learns_through_the_recipe(tiny_base, tmp_path, method, k, lr, settings, bound):
     """40 steps of 16 topic records (k topics) on a frozen tiny random Llama: next-token accuracy on the
     completion tokens (the topic's name and the end token) of 64 held-out records reaches the bound; a random
-    model gets about 1/320. Measured (fp32, and ATEN_CPU_CAPABILITY=avx2 alike): LoRA 0.93, adapters 0.97,
-    norms 0.88, prompt tuning 0.94. Only the adapter is saved, and it holds exactly the trained tensors."""
+    model gets about 1/320. Adapters of 64 units (the default, 64 / 16 = 4, is too narrow for this model).
+    Measured (fp32, and ATEN_CPU_CAPABILITY=avx2 alike): LoRA 0.93, adapters 0.97, norms 0.88, prompt tuning
+    0.94. Only the adapter is saved, and it holds exactly the trained tensors."""
     train = write_jsonl(tmp_path / "train.jsonl", topic_records(512, 0, k))
     val = write_jsonl(tmp_path / "val.jsonl", topic_records(64, 1, k))
     config = CONFIGS[method](
