@@ -18,9 +18,7 @@ Precision = Literal["auto", "fp32", "bf16"]
 
 # Settings a resumed run may change (how long it runs and how often it reports); anything else would make
 # the resumed run a different run.
-RESUMABLE_CHANGES = (
-    "max_steps", "epochs", "eval_every", "save_every", "keep_last", "patience", "fsdp", "resume",
-)  # fmt: skip
+RESUMABLE_CHANGES = ("max_steps", "epochs", "eval_every", "save_every", "keep_last", "patience", "resume")
 
 
 @dataclass
