@@ -1,6 +1,7 @@
 """The project's single-call tool tasks (bench/data/agents/tasks.jsonl), the tools they use, and their scoring.
 
-Written for llmlab (not drawn from any public set), and the only tasks prompts and decoding were tuned on.
+Written for llmlab (not drawn from any public set), and the only tasks prompts and decoding were tuned on
+(dev.jsonl: held-out tasks of the same kind, see DEV).
 Each task names the tool that fits and checks on its arguments: `equals` (strings compared case-insensitively,
 numbers exactly), `contains` (every word appears, case-insensitively) and `evaluates_to` (the calculator's
 value of the expression, to 1e-6). Used by bench/agents.py and tests/agents/test_agents_slow.py.
@@ -19,6 +20,9 @@ from llmlab.agents.builtin import builtin_tools
 from llmlab.agents.builtin.calculator import CalculatorError, evaluate
 
 TASKS = Path(__file__).parent / "data" / "agents" / "tasks.jsonl"
+DEV = Path(__file__).parent / "data" / "agents" / "dev.jsonl"
+"""26 more tasks written for the project over the same tools, held out from tuning: used only to choose
+between options that tie on TASKS (copy_arguments), never to tune prompts, grammars or selection."""
 
 
 @tool(

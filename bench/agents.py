@@ -1,17 +1,23 @@
 """Tool calling with SmolLM2-135M: constrained vs unconstrained decoding, measured.
 
-    python bench/agents.py [--parts project,speed,bfcl] [--limit N] [--json out.json]
+    python bench/agents.py [--parts project,dev,speed,bfcl] [--limit N] [--json out.json]
 
 - project: the project's 28 single-call tasks (bench/data/agents/tasks.jsonl; the only tasks prompts and
   decoding were tuned on), tool_choice "required": the rate of valid calls, of the right tool, and of fully
   correct calls, for unconstrained decoding and for constrained decoding with the tool chosen token by token
-  (greedy), by direct scoring of each name, and by channel scoring (the default).
+  (greedy), by direct scoring of each name, and by channel scoring, with argument values free or copied from
+  the request (copy_arguments and optional_arguments="stated", the defaults for small models; see
+  llmlab/agents/arguments.py).
+- dev: the same set-ups on the 26 held-out project tasks (bench/data/agents/dev.jsonl), which only chose
+  between options that tied on the 28 (copy_arguments on for small models).
 - speed: milliseconds the token masks cost per decoding step on SmolLM2's 49,152-token vocabulary, the
   first time each automaton state is seen (cold) and after (warm), beside the time of a decoding step itself.
 - bfcl: a 20-per-category subset of the Berkeley Function Calling Leaderboard v4 (simple_python, multiple,
   parallel, irrelevance; built into the data cache by bench/data/bfcl/build.py, see its README), scored with
   BFCL's AST checker rules (the project's implementation, bench/bfcl_checker.py):
-  valid calls (decoded and matching the schema), fully correct calls, and abstention when no function fits.
+  valid calls (decoded and matching the schema), fully correct calls, and abstention when no function fits,
+  with tool_choice "required" (argument values free, and copied: the default) and "auto" (the model writes
+  `<tool_call>` or not; or abstain="channel": a call when a tool explains the request better than no tool).
   Used only to report, never to tune. The functions are presented as BFCL presents them to function-calling
   models (types mapped to JSON Schema, "Note that the provided function is in Python 3 syntax.").
 
@@ -29,7 +35,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from agent_tasks import load_tasks, score_call, task_tools
+from agent_tasks import DEV, TASKS, load_tasks, score_call, task_tools
 from bfcl_checker import check
 from public_data import data_dir
 
@@ -80,15 +86,23 @@ def load(name: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def run_project(engine: Any, only: list[str] | None = None) -> dict[str, Any]:
+def run_project(engine: Any, only: list[str] | None = None, dev: bool = False) -> dict[str, Any]:
     from llmlab.agents.caller import CallerConfig, ToolCaller
 
-    tools, tasks = task_tools(), load_tasks()
+    tools, tasks = task_tools(), load_tasks(DEV if dev else TASKS)
+    label = "dev" if dev else "project"
     configs = {
         "unconstrained": CallerConfig(constrain=False, max_text_tokens=64),
-        "constrained, greedy choice": CallerConfig(selection="greedy"),
-        "constrained, direct scores": CallerConfig(selection="direct"),
-        "constrained, channel scores (default)": CallerConfig(),
+        "constrained, greedy choice": CallerConfig(
+            selection="greedy", copy_arguments=False, optional_arguments="model"
+        ),
+        "constrained, direct scores": CallerConfig(
+            selection="direct", copy_arguments=False, optional_arguments="model"
+        ),
+        "constrained, channel scores, free values": CallerConfig(
+            copy_arguments=False, optional_arguments="model"
+        ),
+        "constrained, channel scores, copied values (default)": CallerConfig(),
     }
     out = {}
     configs = {k: v for k, v in configs.items() if only is None or any(o in k for o in only)}
@@ -100,7 +114,7 @@ def run_project(engine: Any, only: list[str] | None = None) -> dict[str, Any]:
         ]
         out[name] = {k: sum(s[k] for s in scores) / len(tasks) for k in ("valid", "tool", "correct")}
         out[name]["seconds_per_task"] = (time.perf_counter() - started) / len(tasks)
-        print(f"project  {name:40s} " + "  ".join(f"{k} {v:.0%}" for k, v in out[name].items() if k != "seconds_per_task")
+        print(f"{label:8s} {name:52s} " + "  ".join(f"{k} {v:.0%}" for k, v in out[name].items() if k != "seconds_per_task")
               + f"  ({out[name]['seconds_per_task']:.1f} s/task)", flush=True)  # fmt: skip
     return out
 
@@ -148,8 +162,16 @@ def run_bfcl(engine: Any, limit: int, only: list[str] | None = None) -> dict[str
     from llmlab.agents.caller import CallerConfig, ToolCaller
 
     configs = {
-        "constrained, required": (CallerConfig(parallel=True), "required"),
-        "constrained, auto": (CallerConfig(parallel=True, max_text_tokens=96), "auto"),
+        "constrained, required, free values": (
+            CallerConfig(parallel=True, copy_arguments=False, optional_arguments="model"),
+            "required",
+        ),
+        "constrained, required, copied values": (CallerConfig(parallel=True), "required"),
+        "constrained, auto, the model decides": (CallerConfig(parallel=True, max_text_tokens=96), "auto"),
+        "constrained, auto, channel abstention": (
+            CallerConfig(parallel=True, max_text_tokens=96, abstain="channel"),
+            "auto",
+        ),
         "unconstrained": (CallerConfig(constrain=False, parallel=True, max_text_tokens=96), "auto"),
     }
     out: dict[str, Any] = {}
@@ -180,7 +202,7 @@ def run_bfcl(engine: Any, limit: int, only: list[str] | None = None) -> dict[str
                     )
             out[name][category] = {k: v / len(items) for k, v in counts.items()} | {"n": len(items)}
             row = out[name][category]
-            print(f"bfcl     {name:24s} {category:14s} n={row['n']:<3d} valid calls {row['valid']:.0%}  correct {row['correct']:.0%}"
+            print(f"bfcl     {name:37s} {category:14s} n={row['n']:<3d} valid calls {row['valid']:.0%}  correct {row['correct']:.0%}"
                   f"  abstained {row['abstained']:.0%}", flush=True)  # fmt: skip
     return out
 
@@ -207,6 +229,8 @@ def main() -> None:
         results["speed"] = run_speed(engine)
     if "project" in parts:
         results["project"] = run_project(engine, only)
+    if "dev" in parts:
+        results["dev"] = run_project(engine, only, dev=True)
     if "bfcl" in parts:
         results["bfcl"] = run_bfcl(engine, args.limit, only)
     if args.json:

@@ -1,9 +1,11 @@
 """One assistant reply that may call tools: decide, choose the tool, write its arguments under the grammar.
 
     auto:      generate text until `<tool_call>` (stop string) -> no trigger: a text reply, done
+               (abstain="channel": a text reply when no tool's channel score beats selection.NO_TOOL's)
     choose:    the tool with the best score (selection.py: channel by default)
     arguments: prompt + text + `<tool_call>\\n{"name": "<tool>", "arguments": ` -> constrained decoding of
-               the rest (json_constraint.py), so the call parses and validates by construction
+               the rest (json_constraint.py), so the call parses and validates by construction; the
+               grammar sees the parameters narrowed by the argument policies (arguments.py)
     parallel:  after a call, let the model start another `<tool_call>` (chosen by direct scoring)
 
 With `constrain=False` the model writes the whole reply freely and the calls are parsed from it (the
@@ -21,10 +23,18 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from llmlab.agents.arguments import (
+    OPTIONAL_POLICIES,
+    conversation_texts,
+    copy_schema,
+    numbers,
+    spans,
+    stated_schema,
+)
 from llmlab.agents.json_constraint import FORMATS, resolve_tool_choice, tool_call_constraint
 from llmlab.agents.parsing import ToolCall, parse_tool_calls
 from llmlab.agents.prompt import LISTINGS, render
-from llmlab.agents.selection import SELECTIONS, channel_scores, direct_scores
+from llmlab.agents.selection import SELECTIONS, channel_scores, direct_scores, no_tool_score
 from llmlab.agents.tools import Tool, as_tool
 from llmlab.errors import ConfigError
 from llmlab.generation.config import GenerationConfig
@@ -56,6 +66,19 @@ class CallerConfig:
     ground_numbers: bool = True
     """Numbers in arithmetic arguments (the calculator's expression) must be ones the conversation mentions,
     in digits or words: a small model copies numbers well but invents wrong ones."""
+    copy_arguments: bool | None = None
+    """String arguments (without an enum or format) may only be spans of the user's messages and tool
+    results, numbers only numbers they write (arguments.py); a type nothing fits stays free. None: on for
+    models under COPY_BELOW parameters (SmolLM2-135M invents values), off for larger ones."""
+    abstain: str = "model"
+    """Under tool_choice auto, who decides whether to call: model (a call when the model writes
+    `<tool_call>`) or channel (a call when some tool explains the request better than answering without a
+    tool does, selection.NO_TOOL; then the call is decoded as under required)."""
+    optional_arguments: str = "stated"
+    """stated: an optional parameter whose value the message states (one of its enum values, or a word of
+    its name, appears in it) must be written, an optional enum or boolean it does not state is left out
+    (its default stands), the required parameters are written first; model: the model decides whether to
+    write each optional parameter."""
 
     def __post_init__(self) -> None:
         if self.selection not in SELECTIONS:
@@ -64,6 +87,17 @@ class CallerConfig:
             raise ConfigError(f"--listing must be one of {', '.join(LISTINGS)}, got {self.listing!r}")
         if self.call_format not in FORMATS:
             raise ConfigError(f"--call-format must be one of {', '.join(FORMATS)}, got {self.call_format!r}")
+        if self.optional_arguments not in OPTIONAL_POLICIES:
+            raise ConfigError(
+                f"--optional-arguments must be one of {', '.join(OPTIONAL_POLICIES)}, "
+                f"got {self.optional_arguments!r}"
+            )
+        if self.abstain not in ABSTAIN:
+            raise ConfigError(f"--abstain must be one of {', '.join(ABSTAIN)}, got {self.abstain!r}")
+        if self.copy_arguments not in (None, True, False):
+            raise ConfigError(
+                f"copy_arguments must be True, False or None (auto), got {self.copy_arguments!r}"
+            )
         for name in ("max_call_tokens", "max_text_tokens", "max_calls"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
@@ -97,6 +131,8 @@ class ToolCaller:
         self.config = config or CallerConfig()
         self.generation = generation or GenerationConfig(greedy=True)
         self.fmt = FORMATS[self.config.call_format]
+        copy = self.config.copy_arguments
+        self.copy = copy if copy is not None else _parameter_count(engine) < COPY_BELOW
 
     def prompt(self, messages: Sequence[Mapping[str, Any]]) -> str:
         c = self.config
@@ -118,6 +154,8 @@ class ToolCaller:
         prompt = self.prompt(messages) + (thought + "\n" if thought else "")
         self._usage = [len(self.engine.encode(prompt)), 0]
         self._numbers = conversation_numbers(messages) if self.config.ground_numbers else None
+        self._texts = conversation_texts(messages)
+        self._scored: dict[str, float] = {}
         if mode == "none":
             out = self._generate(prompt, self.config.max_text_tokens)
             reply = Reply(out.text, out.text.strip(), [])
@@ -148,7 +186,13 @@ class ToolCaller:
     def _constrained(self, prompt: str, allowed: list[Tool], mode: str, request: str) -> Reply:
         c, fmt = self.config, self.fmt
         written = ""
-        if mode == "auto":
+        if mode == "auto" and c.abstain == "channel":
+            scores = channel_scores(self.engine, request, allowed)
+            if max(scores.values()) <= no_tool_score(self.engine, request):
+                out = self._generate(prompt, c.max_text_tokens, [fmt.trigger])
+                return Reply(out.text, out.text.strip(), [], scores=scores)
+            self._scored = scores
+        elif mode == "auto":
             out = self._generate(prompt, c.max_text_tokens, [fmt.trigger])
             if not self._wrote(out, fmt.trigger):
                 return Reply(out.text, out.text.strip(), [])
@@ -177,7 +221,9 @@ class ToolCaller:
         selection = self.config.selection if first or self.config.selection == "greedy" else "direct"
         if selection == "greedy":
             return None, {}
-        if selection == "channel":
+        if selection == "channel" and first and self._scored:
+            scores = self._scored
+        elif selection == "channel":
             scores = channel_scores(self.engine, request, allowed)
         else:
             scores = direct_scores(self.engine, context, allowed, self.fmt.open + '{"name": "')
@@ -194,7 +240,7 @@ class ToolCaller:
             choice = {"type": "function", "function": {"name": name}}
         hook = tool_call_constraint(
             self.engine.tokenizer,
-            allowed,
+            self._argument_tools(allowed),
             choice,
             call_format=fmt.name,
             parallel=False,
@@ -207,6 +253,22 @@ class ToolCaller:
         out = self._generate(context + start, self.config.max_call_tokens, hook=hook)
         return start + out.text
 
+    def _argument_tools(self, allowed: list[Tool]) -> list[Tool]:
+        """The tools as the grammar sees them: parameters narrowed by the argument policies (the calls are
+        still validated against the tools' own schemas)."""
+        stated_only = self.config.optional_arguments == "stated"
+        if not (self.copy or stated_only):
+            return allowed
+        texts = self._texts
+        span_list, number_list = (spans(texts), numbers(texts)) if self.copy else ([], [])
+        out = []
+        for t in allowed:
+            params = stated_schema(t.parameters, "\n".join(texts)) if stated_only else dict(t.parameters)
+            if self.copy:
+                params = copy_schema(params, span_list, number_list)
+            out.append(dataclasses.replace(t, parameters=params))
+        return out
+
     def _another(self, context: str) -> bool:
         """After a call: does the model start another one right away?"""
         marker = self.fmt.separator + self.fmt.trigger
@@ -216,6 +278,18 @@ class ToolCaller:
     def _wrote(self, out: Any, marker: str) -> bool:
         """Whether generation stopped at `marker` (the engine cuts stop strings from the text)."""
         return marker in self.engine.tokenizer.decode(out.token_ids)
+
+
+ABSTAIN = ("model", "channel")
+COPY_BELOW = 1_000_000_000  # copy_arguments=None: copy values for models with fewer parameters
+
+
+def _parameter_count(engine: Any) -> int:
+    model = getattr(engine, "model", None)
+    try:
+        return sum(p.numel() for p in model.parameters())  # type: ignore[union-attr]
+    except (AttributeError, TypeError):
+        return 0
 
 
 NOT_QUANTITIES = re.compile(r"\[\d+\]|\S*[/\\]\S*")  # citation marks, paths and URLs

@@ -30,6 +30,8 @@ from llmlab.generation.config import GenerationConfig
 
 CHANNEL_TEMPLATE = "Tool: {name}\nWhat it does: {description}\nExample request for this tool: "
 SELECTIONS = ("channel", "direct", "greedy")
+NO_TOOL = ("none", "No tool: answer from what you know, or chat.")
+"""The channel score's alternative to every tool: a request no tool explains better is answered in text."""
 
 
 class Forced:
@@ -61,6 +63,12 @@ def channel_scores(engine: Any, request: str, tools: Sequence[Tool]) -> dict[str
     prompts = [CHANNEL_TEMPLATE.format(name=t.name, description=t.description.strip()) for t in tools]
     scores = continuation_logprobs(engine, prompts, [request.strip()] * len(tools))
     return dict(zip((t.name for t in tools), scores, strict=True))
+
+
+def no_tool_score(engine: Any, request: str) -> float:
+    """log P(request | NO_TOOL's description): what calling no tool explains, for abstention under `auto`."""
+    prompt = CHANNEL_TEMPLATE.format(name=NO_TOOL[0], description=NO_TOOL[1])
+    return continuation_logprobs(engine, [prompt], [request.strip()])[0]
 
 
 def direct_scores(engine: Any, prompt: str, tools: Sequence[Tool], opening: str) -> dict[str, float]:

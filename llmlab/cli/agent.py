@@ -9,6 +9,7 @@ from typing import Any
 
 from llmlab.cli.output import err_console
 from llmlab.cli.session import add_model_arguments, load_engine
+from llmlab.errors import ConfigError
 
 DEFAULT_TOOLS = "calculator,now"
 
@@ -68,6 +69,18 @@ def register(subparsers: Any) -> None:
         help="how the tool is chosen: channel (score the task against each tool's description; default), "
         "direct (score each tool name) or greedy (token by token)",
     )
+    run.add_argument(
+        "--copy-arguments",
+        default="auto",
+        help="string and number arguments only as written in the task or a tool's result: auto (on for "
+        "models under a billion parameters; default), on, off",
+    )
+    run.add_argument(
+        "--optional-arguments",
+        default="stated",
+        help="stated: write an optional parameter the task states, leave out optional choices it does not "
+        "(default); model: the model decides",
+    )
     run.add_argument("--trace", metavar="FILE.jsonl", help="write every event of the run as JSON lines")
     run.add_argument(
         "--json", action="store_true", help="print one JSON object (answer and steps) at the end"
@@ -76,11 +89,23 @@ def register(subparsers: Any) -> None:
     agent.set_defaults(func=lambda args: agent.print_help() or 0)
 
 
+def _copy_setting(value: str) -> bool | None:
+    settings = {"auto": None, "on": True, "off": False}
+    if value not in settings:
+        raise ConfigError(f"--copy-arguments must be one of auto, on, off, got {value!r}")
+    return settings[value]
+
+
 def _config(args: argparse.Namespace) -> Any:
     from llmlab.agents.caller import CallerConfig
     from llmlab.agents.loop import AgentConfig
 
-    caller = CallerConfig(constrain=not args.no_constrain, selection=args.selection)
+    caller = CallerConfig(
+        constrain=not args.no_constrain,
+        selection=args.selection,
+        copy_arguments=_copy_setting(args.copy_arguments),
+        optional_arguments=args.optional_arguments,
+    )
     return AgentConfig(
         max_steps=args.max_steps,
         max_tokens=args.max_tokens,

@@ -98,7 +98,7 @@ def test_parallel_calls(tiny_tok) -> None:
         return -5.0 if set(tiny_tok.decode([token])) & set("clu") else -0.1
 
     engine = ScriptedEngine(tiny_tok, lambda p: two, score=score)
-    caller = ToolCaller(engine, TOOLS, CallerConfig(parallel=True))
+    caller = ToolCaller(engine, TOOLS, CallerConfig(parallel=True, copy_arguments=False))  # Oslo: not copied
     reply = caller.reply(USER, "required")
     assert [(c.name, c.arguments, c.error) for c in reply.calls] == [
         ("calculator", {"expression": "2+3"}, None),
@@ -149,3 +149,20 @@ def test_bad_config_names_the_flag() -> None:
         CallerConfig(selection="best")
     with pytest.raises(ConfigError, match="--max-call-tokens must be >= 1"):
         CallerConfig(max_call_tokens=0)
+
+
+@pytest.mark.parametrize(("best", "calls"), [("none", 0), ("calculator", 1)])
+def test_channel_abstention_under_auto(tiny_tok, best: str, calls: int) -> None:
+    """abstain="channel": the model never writes `<tool_call>` here, yet it calls when a tool explains the
+    request better than the no-tool description, and answers in text when none does."""
+    engine = ScriptedEngine(tiny_tok, lambda p: "Five.", score=prefer(best))
+    reply = ToolCaller(engine, TOOLS, CallerConfig(abstain="channel")).reply(USER, "auto")
+    assert len(reply.calls) == calls and all(c.error is None for c in reply.calls)
+    assert set(reply.scores) == {"calculator", "weather"}
+    if not calls:
+        assert reply.text == "Five."
+    else:
+        assert reply.calls[0].name == "calculator"
+    assert ToolCaller(engine, TOOLS).reply(USER, "auto").calls == []  # abstain="model": the model decides
+    with pytest.raises(ConfigError, match="--abstain must be one of model, channel, got 'always'"):
+        CallerConfig(abstain="always")

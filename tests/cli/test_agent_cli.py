@@ -74,6 +74,8 @@ def test_agent_json_output(capsys, tiny_folder: Path) -> None:
         (["--tools", "http_get"], "pass --allow-host NAME"),
         (["--max-steps", "-1"], "--max-steps must be >= 0, got -1"),
         (["--tool-timeout", "0"], "--tool-timeout must be > 0 seconds, got 0.0"),
+        (["--optional-arguments", "some"], "--optional-arguments must be one of stated, model, got 'some'"),
+        (["--copy-arguments", "yes"], "--copy-arguments must be one of auto, on, off, got 'yes'"),
     ],
 )
 def test_bad_flags_are_refused_before_loading(capsys, argv: list[str], message: str) -> None:

@@ -1,0 +1,210 @@
+"""Argument policies: spans and numbers of the conversation, the copy-constrained schema, the optional-parameter
+policy, and sampled calls from a tiny random model that only ever copy values from the message."""
+
+from __future__ import annotations
+
+import dataclasses
+from types import SimpleNamespace
+from typing import Literal
+
+import pytest
+import torch
+from fakes import ScriptedEngine
+
+from llmlab.agents.arguments import copy_schema, numbers, spans, stated, stated_schema, words
+from llmlab.agents.caller import COPY_BELOW, CallerConfig, ToolCaller
+from llmlab.agents.json_constraint import tool_call_constraint
+from llmlab.agents.parsing import ToolCall, parse_tool_calls
+from llmlab.agents.tools import tool
+from llmlab.agents.validation import validate
+from llmlab.errors import ConfigError
+from llmlab.generation import Engine, GenerationConfig
+
+
+def test_words_drop_the_punctuation_around_them() -> None:
+    text = 'Read "config.yaml" for me, please. Then fetch https://example.com/a?b=1 (now)!'
+    assert [text[a:b] for a, b in words(text)] == [
+        "Read", "config.yaml", "for", "me", "please", "Then", "fetch", "https://example.com/a?b=1", "now",
+    ]  # fmt: skip
+
+
+def test_spans_are_runs_of_whole_words() -> None:
+    got = spans(["Weather in New York, please."], max_words=3)
+    assert got == [
+        "Weather", "Weather in", "Weather in New", "in", "in New", "in New York", "New", "New York",
+        "New York, please", "York", "York, please", "please",
+    ]  # fmt: skip
+    assert "New Yo" not in got and "York," not in got
+
+
+def test_numbers_in_digits_and_words() -> None:
+    assert numbers(["Convert 1,000 dollars and 3.5 euros, twelve times; -4 degrees"]) == [1000, 3.5, -4, 12]
+    assert numbers(["no numbers here"]) == []
+
+
+def test_copy_schema_narrows_strings_and_numbers_only() -> None:
+    schema = {
+        "type": "object",
+        "properties": {
+            "city": {"type": "string"},
+            "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
+            "expression": {"type": "string", "format": "arithmetic"},
+            "days": {"type": "integer", "default": 1},
+            "ratio": {"type": "number"},
+            "tags": {"type": "array", "items": {"type": "string"}},
+            "exact": {"type": "boolean"},
+        },
+        "required": ["city"],
+    }
+    got = copy_schema(schema, ["Oslo", "in Oslo"], [2, 0.5])
+    p = got["properties"]
+    assert p["city"] == {"type": "string", "enum": ["Oslo", "in Oslo"]}
+    assert p["unit"] == schema["properties"]["unit"] and p["expression"] == schema["properties"]["expression"]
+    assert p["days"]["enum"] == [2, 1]  # the numbers written, then the default; 0.5 is no integer
+    assert p["ratio"]["enum"] == [2, 0.5]
+    assert p["tags"]["items"]["enum"] == ["Oslo", "in Oslo"]
+    assert p["exact"] == {"type": "boolean"}
+    # nothing in the message fits the type: the value stays free
+    free = copy_schema(schema, [], [])["properties"]
+    assert "enum" not in free["city"] and "enum" not in free["ratio"] and free["days"]["enum"] == [1]
+
+
+def test_stated_keeps_optional_parameters_the_message_states() -> None:
+    unit = {"type": "string", "enum": ["celsius", "fahrenheit"]}
+    assert stated("unit", unit, "Weather in Oslo in Fahrenheit")
+    assert stated("max_results", {"type": "integer"}, "give me 5 results")
+    assert not stated("unit", unit, "Weather in Oslo")
+    assert not stated("days", {"type": "integer"}, "Weather in Oslo")
+    params = {
+        "type": "object",
+        "properties": {
+            "unit": unit,
+            "city": {"type": "string"},
+            "days": {"type": "integer"},
+        },
+        "required": ["city"],
+    }
+    days = stated_schema(params, "Oslo for 3 days")
+    assert (list(days["properties"]), days["required"]) == (["city", "days"], ["city", "days"])
+    celsius = stated_schema(params, "Oslo in celsius")
+    assert (list(celsius["properties"]), celsius["required"]) == (["city", "unit", "days"], ["city", "unit"])
+    plain = stated_schema(params, "Oslo")  # the unit's default stands; days is left to the model
+    assert (list(plain["properties"]), plain["required"]) == (["city", "days"], ["city"])
+
+
+@tool
+def weather(city: str, days: int = 1) -> str:
+    """Weather forecast."""
+    return city
+
+
+@tool
+def forecast(city: str, unit: Literal["celsius", "fahrenheit"] = "celsius") -> str:
+    """Weather forecast."""
+    return city
+
+
+@tool
+def book_table(
+    restaurant: str, people: int, seating: Literal["inside", "terrace"] = "inside", notes: str = ""
+) -> str:
+    """Book a table.
+
+    Args:
+        restaurant: the restaurant's name.
+        people: how many people.
+        seating: where to sit.
+        notes: anything the restaurant should know.
+    """
+    return restaurant
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_tok, tiny_model):
+    return Engine(tiny_model, tiny_tok, precision="fp32")
+
+
+MESSAGE = "Book Chez Marie for 4 people, a birthday."
+
+
+def sample(engine, tiny_tok, tools, n: int = 12) -> list[ToolCall]:
+    budget = 96
+    hook = tool_call_constraint(
+        tiny_tok, tools, "required", max_tokens=budget, eos_ids=sorted(engine.eos_ids)
+    )
+    prompt = f"<|im_start|>user\n{MESSAGE}<|im_end|>\n<|im_start|>assistant\n"
+    config = GenerationConfig(max_new_tokens=budget, temperature=1.0, top_p=1.0, seed=5)
+    texts = [c.text for c in engine.generate([prompt] * n, config, allowed_tokens=hook)]
+    return [c for t in texts for c in parse_tool_calls(t, [book_table]).calls]
+
+
+def test_copied_calls_only_hold_values_from_the_message(engine, tiny_tok) -> None:
+    """A random model samples 12 calls under the narrowed schema: each validates against the tool's own
+    schema, each string is a run of whole words of the message and each number one it writes; the optional
+    enum `seating` is left out (the message states no value of it), the optional `notes` is the model's
+    choice. Without the policies, the same model invents strings."""
+    params = copy_schema(stated_schema(book_table.parameters, MESSAGE), spans([MESSAGE]), numbers([MESSAGE]))
+    narrowed = dataclasses.replace(book_table, parameters=params)
+    allowed = set(spans([MESSAGE]))
+    calls = sample(engine, tiny_tok, [narrowed])
+    assert len(calls) == 12
+    for call in calls:
+        assert call.error is None and validate(call.arguments, book_table.parameters) == []
+        assert {"restaurant", "people"} <= set(call.arguments) <= {"restaurant", "people", "notes"}
+        assert call.arguments["restaurant"] in allowed and call.arguments["people"] == 4
+        assert call.arguments.get("notes", "Chez") in allowed
+    free = sample(engine, tiny_tok, [book_table])
+    assert all(c.error is None for c in free)
+    assert sum(c.arguments["restaurant"] not in allowed for c in free) >= 6
+
+
+def test_the_caller_copies_instead_of_inventing(tiny_tok) -> None:
+    """The scripted model wants to write "Rome" and 7 days; with copy_arguments the grammar turns them into
+    values of the message (the fake engine takes the lowest allowed token where its own is masked); without,
+    they pass."""
+    wants = '<tool_call>\n{"name": "weather", "arguments": {"city": "Rome", "days": 7}}\n</tool_call>'
+    engine = ScriptedEngine(tiny_tok, lambda p: wants)
+    user = [{"role": "user", "content": "Weather in Oslo for 3 days?"}]
+    copied = ToolCaller(engine, [weather], CallerConfig(copy_arguments=True)).reply(user, "required")
+    (call,) = copied.calls
+    assert call.error is None and call.arguments["city"] in spans([user[0]["content"]])
+    assert call.arguments["days"] in (3, 1)  # a number of the message, or the default
+    free = ToolCaller(engine, [weather], CallerConfig(copy_arguments=False)).reply(user, "required")
+    assert free.calls[0].arguments == {"city": "Rome", "days": 7}
+
+
+def test_optional_parameters_follow_the_message(tiny_tok) -> None:
+    """The scripted model wants to write a unit the message does not state (left out: its default stands),
+    and none where the message states one (the grammar makes it write it)."""
+    with_unit = (
+        '<tool_call>\n{"name": "forecast", "arguments": {"city": "Oslo", "unit": "fahrenheit"}}\n</tool_call>'
+    )
+    engine = ScriptedEngine(tiny_tok, lambda p: with_unit)
+    user = [{"role": "user", "content": "Weather in Oslo?"}]
+    config = CallerConfig(copy_arguments=False)
+    assert ToolCaller(engine, [forecast], config).reply(user, "required").calls[0].arguments == {
+        "city": "Oslo"
+    }
+    model = CallerConfig(copy_arguments=False, optional_arguments="model")
+    assert ToolCaller(engine, [forecast], model).reply(user, "required").calls[0].arguments == {
+        "city": "Oslo",
+        "unit": "fahrenheit",
+    }
+    without = ScriptedEngine(tiny_tok, lambda p: with_unit.replace(', "unit": "fahrenheit"', ""))
+    user = [{"role": "user", "content": "Weather in Oslo, in Celsius?"}]
+    (call,) = ToolCaller(without, [forecast], config).reply(user, "required").calls
+    assert call.error is None and set(call.arguments) == {"city", "unit"}
+
+
+def test_copy_is_on_by_default_for_small_models_only(engine) -> None:
+    assert ToolCaller(engine, [book_table]).copy  # the tiny model: far under a billion parameters
+    assert not ToolCaller(engine, [book_table], CallerConfig(copy_arguments=False)).copy
+    big = SimpleNamespace(model=SimpleNamespace(parameters=lambda: [torch.empty(COPY_BELOW)]))
+    assert not ToolCaller(big, [book_table]).copy
+
+
+def test_bad_argument_settings_are_refused() -> None:
+    with pytest.raises(ConfigError, match="--optional-arguments must be one of stated, model, got 'some'"):
+        CallerConfig(optional_arguments="some")
+    with pytest.raises(ConfigError, match="copy_arguments must be True, False or None"):
+        CallerConfig(copy_arguments="yes")  # type: ignore[arg-type]
