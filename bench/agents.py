@@ -158,7 +158,9 @@ def run_speed(engine: Any) -> dict[str, float]:
     return result
 
 
-def run_bfcl(engine: Any, limit: int, only: list[str] | None = None) -> dict[str, Any]:
+def run_bfcl(
+    engine: Any, limit: int, only: list[str] | None = None, categories: tuple[str, ...] = CATEGORIES
+) -> dict[str, Any]:
     from llmlab.agents.caller import CallerConfig, ToolCaller
 
     configs = {
@@ -178,7 +180,7 @@ def run_bfcl(engine: Any, limit: int, only: list[str] | None = None) -> dict[str
     configs = {k: v for k, v in configs.items() if only is None or any(o in k for o in only)}
     for name, (config, choice) in configs.items():
         out[name] = {}
-        for category in CATEGORIES:
+        for category in categories:
             if category == "irrelevance" and choice == "required":
                 continue  # a call is forced: abstention is impossible by construction
             items = load(f"BFCL_v4_{category}.jsonl")[:limit]
@@ -214,6 +216,9 @@ def main() -> None:
     parser.add_argument(
         "--configs", help="only the decoding set-ups whose name contains one of these words (comma-separated)"
     )
+    parser.add_argument(
+        "--categories", default=",".join(CATEGORIES), help="BFCL categories (comma-separated)"
+    )
     parser.add_argument("--model", default="smollm2-135m-instruct")
     parser.add_argument("--json", help="also write the numbers to this file")
     args = parser.parse_args()
@@ -232,7 +237,7 @@ def main() -> None:
     if "dev" in parts:
         results["dev"] = run_project(engine, only, dev=True)
     if "bfcl" in parts:
-        results["bfcl"] = run_bfcl(engine, args.limit, only)
+        results["bfcl"] = run_bfcl(engine, args.limit, only, tuple(args.categories.split(",")))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
 

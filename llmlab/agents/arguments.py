@@ -105,12 +105,12 @@ def copy_schema(
         if fitting:
             out["enum"] = fitting
     elif kind in ("integer", "number"):
-        candidates = list(number_list)
+        candidates: list[int | float] = list(number_list)
         default = schema.get("default")
         if isinstance(default, int | float) and not isinstance(default, bool) and default not in candidates:
             candidates.append(default)
         if kind == "integer":
-            candidates = [int(n) for n in candidates if float(n).is_integer()]
+            candidates = [int(n) for n in candidates if float(n).is_integer() and not isinstance(n, bool)]
         lo, hi = schema.get("minimum"), schema.get("maximum")
         candidates = [n for n in candidates if (lo is None or n >= lo) and (hi is None or n <= hi)]
         if candidates:

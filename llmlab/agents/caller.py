@@ -187,11 +187,10 @@ class ToolCaller:
         c, fmt = self.config, self.fmt
         written = ""
         if mode == "auto" and c.abstain == "channel":
-            scores = channel_scores(self.engine, request, allowed)
-            if max(scores.values()) <= no_tool_score(self.engine, request):
+            self._scored = channel_scores(self.engine, request, allowed)
+            if max(self._scored.values()) <= no_tool_score(self.engine, request):
                 out = self._generate(prompt, c.max_text_tokens, [fmt.trigger])
-                return Reply(out.text, out.text.strip(), [], scores=scores)
-            self._scored = scores
+                return Reply(out.text, out.text.strip(), [], scores=self._scored)
         elif mode == "auto":
             out = self._generate(prompt, c.max_text_tokens, [fmt.trigger])
             if not self._wrote(out, fmt.trigger):
