@@ -25,8 +25,9 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from public_data import data_dir
+from public_data import data_dir  # noqa: E402
 
 TARGET = 0.88
 LORA_TARGET = 0.85

@@ -28,8 +28,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from public_data import data_dir
+from public_data import data_dir  # noqa: E402
 
 MODEL = "smollm2-135m-instruct"
 INSTRUCTION = "Is this restaurant review positive or negative? Answer with one word: positive or negative."

@@ -43,6 +43,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+# `python bench/rlhf.py` puts bench/ first on sys.path, where bench/peft.py would shadow the peft package
+# that trl's runs import: this script imports nothing from bench/, so the folder is dropped.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
 MODEL = "smollm2-135m-instruct"
 WARMUP = 2
 VOCABULARY = (

@@ -1,6 +1,6 @@
 """PEFT training cost on SmolLM2-135M: full vs LoRA vs adapters vs prompt tuning vs selective, and LoRA vs peft.
 
-    python bench/peft_cost.py [--steps 4] [--threads 2] [--precision auto] [--seq-len 256] [--batch-size 4]
+    python bench/peft.py [--steps 4] [--threads 2] [--precision auto] [--seq-len 256] [--batch-size 4]
 
 Every configuration runs in its own subprocess (so its peak resident memory is its own): load the model,
 set the method up, then `--steps` optimizer steps (after one warm-up step) of the causal-LM loss on the same
@@ -30,6 +30,9 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+# This file is named like the peft package: take its own folder off the import path so `import peft` finds it.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 MODEL = "smollm2-135m-instruct"
 CONFIGS: dict[str, dict[str, Any]] = {
