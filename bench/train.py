@@ -29,6 +29,10 @@ import tempfile
 import time
 from pathlib import Path
 
+# `python bench/train.py` puts bench/ first on sys.path, where bench/peft.py would shadow the peft package that
+# transformers' Trainer imports: this script imports nothing from bench/, so the folder is dropped.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
 MODEL = "smollm2-135m-instruct"
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 

@@ -13,16 +13,24 @@ unmerge restores W0 exactly (bit for bit; peft subtracts the delta instead, exac
 is a second copy of each targeted weight while merged. Adapter tensors stay fp32 on a bf16/fp16 base, as
 peft's `autocast_adapter_dtype`.
 
-Matches peft's LoRA Linear (forward, merged weights). Parity: tests/peft/test_lora.py::test_lora_matches_peft
-(decoder-only, encoder-only, encoder-decoder). Structure after torchtune's `modules/peft/lora.py`.
+Training runs the adapter's branch through `lora_delta` (`_LoraDelta`): the same values as peft's branch,
+keeping less for the backward pass: the input once in the autocast dtype for all adapters that read it (q
+and v read the same hidden states) and the dropout mask as bools, where peft keeps per adapter the cast
+dropped input and (on the CPU) the fp32 dropout noise (tests/peft/test_lora.py measures both).
+
+Matches peft's LoRA Linear (forward, merged weights, training gradients). Parity:
+tests/peft/test_lora.py::test_lora_matches_peft and ::test_lora_gradients_match_peft (decoder-only,
+encoder-only, encoder-decoder). Structure after torchtune's `modules/peft/lora.py`.
 """
 
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -161,8 +169,12 @@ class LoRALinear(nn.Linear):
         if name is None or self.merged is not None:
             return out
         A, B = self.matrices(name)
+        spec = self.specs[name]
+        if torch.is_grad_enabled() and (A.weight.requires_grad or B.weight.requires_grad):
+            p = spec.dropout if self.training else 0.0
+            return out + lora_delta(x, A.weight, B.weight, spec.scale, p).to(out.dtype)
         x = self.lora_dropout[name](x.to(A.weight.dtype))
-        return out + (B(A(x)) * self.specs[name].scale).to(out.dtype)
+        return out + (B(A(x)) * spec.scale).to(out.dtype)
 
     def delta_weight(self, name: str | None = None) -> torch.Tensor:
         """scale * B @ A in fp32, (out, in): the adapter's change to the weight."""
@@ -276,3 +288,77 @@ def merged_lora(model: nn.Module) -> Iterator[list[str]]:
             layer = layers.get(name)
             if isinstance(layer, LoRALinear):
                 layer.unmerge()
+
+
+# -- training: the adapter's branch with a lean backward --------------------------------------------------
+_CAST: list[tuple[weakref.ref[torch.Tensor], int, torch.dtype, torch.Tensor] | None] = [None]
+
+
+def _shared_cast(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """x in `dtype`, one copy for all the adapters that read the same tensor (q and v read the same
+    normalised hidden states): the last cast is kept, keyed by the tensor itself (a weak reference, so a
+    freed tensor never matches) and its version counter (so an in-place change never matches)."""
+    if x.dtype == dtype:
+        return x
+    slot = _CAST[0]
+    if slot is not None and slot[0]() is x and slot[1] == x._version and slot[2] == dtype:
+        return slot[3]
+    cast = x.to(dtype)
+    _CAST[0] = (weakref.ref(x), x._version, dtype, cast)
+    return cast
+
+
+def _compute_dtype(x: torch.Tensor, weight: torch.Tensor) -> torch.dtype:
+    device = x.device.type
+    if torch.is_autocast_enabled(device):
+        return torch.get_autocast_dtype(device)
+    return weight.dtype
+
+
+def _keep_mask(like: torch.Tensor, p: float) -> torch.Tensor:
+    """Dropout's kept positions (bool, 1 byte each), drawn from torch's generator as nn.Dropout draws."""
+    return torch.rand(like.shape, device=like.device) >= p
+
+
+class _LoraDelta(torch.autograd.Function):
+    """scale * B(A(dropout(x))) in the autocast dtype, keeping for the backward only x in that dtype (one
+    copy shared by the adapters that read the same tensor), the dropout mask as bools, and the rank-sized
+    A(x). peft keeps, per adapter, the cast dropped input and, on the CPU, the fp32 dropout noise."""
+
+    @staticmethod
+    def forward(
+        ctx: Any, x: torch.Tensor, a: torch.Tensor, b: torch.Tensor, scale: float, p: float
+    ) -> torch.Tensor:
+        dtype = _compute_dtype(x, a)
+        with torch.autocast(x.device.type, enabled=False):
+            xc = _shared_cast(x, dtype)
+            keep = _keep_mask(xc, p) if p > 0 else None
+            # dropout's 1 / (1 - p) goes into the scale: B(A(x * keep / (1 - p))) = B(A(x * keep)) / (1 - p)
+            scale = scale / (1.0 - p)
+            h = F.linear(xc * keep if keep is not None else xc, a.to(dtype))
+            out = F.linear(h, b.to(dtype)) * scale
+        ctx.save_for_backward(xc, keep, h, a, b)
+        ctx.scale, ctx.x_dtype = scale, x.dtype
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        xc, keep, h, a, b = ctx.saved_tensors
+        dtype = xc.dtype
+        gs = grad.to(dtype) * ctx.scale
+        grad_x = grad_a = grad_b = None
+        if ctx.needs_input_grad[2]:
+            grad_b = gs.reshape(-1, gs.shape[-1]).t().mm(h.reshape(-1, h.shape[-1])).to(b.dtype)
+        gh = gs.matmul(b.to(dtype))
+        if ctx.needs_input_grad[1]:
+            xd = xc * keep if keep is not None else xc
+            grad_a = gh.reshape(-1, gh.shape[-1]).t().mm(xd.reshape(-1, xd.shape[-1])).to(a.dtype)
+        if ctx.needs_input_grad[0]:
+            gx = gh.matmul(a.to(dtype))
+            grad_x = (gx * keep if keep is not None else gx).to(ctx.x_dtype)
+        return grad_x, grad_a, grad_b, None, None
+
+
+def lora_delta(x: torch.Tensor, a: torch.Tensor, b: torch.Tensor, scale: float, p: float) -> torch.Tensor:
+    """The adapter's branch scale * B(A(dropout(x))) for training (see `_LoraDelta`)."""
+    return _LoraDelta.apply(x, a, b, scale, p)

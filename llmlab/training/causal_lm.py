@@ -6,8 +6,8 @@
 `llmlab.data.packing`). The output projection runs only on the N target positions, (N, H) @ (H, V), rather
 than on all B·T positions: prompt tokens of instruction data and padding cost no vocabulary-sized logits, and
 the logits are upcast to fp32 for the softmax. When the N × V logits would be large (more than CHUNK_LOGITS
-values), they are computed a chunk of rows at a time under activation checkpointing (`chunked_losses`):
-the same sum, with the logits never all held at once. A soft prompt (prompt tuning) goes in front of the
+values), they are computed a chunk of rows at a time, with their gradients (`chunked_losses`): the same
+sum, with the logits never all held at once and the output projection never run twice. A soft prompt (prompt tuning) goes in front of the
 inputs as the model's own call would put it, and its positions are left out of the loss. Models whose logits
 are more than `lm_head(hidden)` (soft-capped or scaled logits) take the plain path: the full forward, then
 the same selection.
@@ -23,6 +23,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import torch
+import torch.nn.functional as F
 
 from llmlab.data.packing import IGNORE
 from llmlab.training.objective import Batch, LossOutput
@@ -104,28 +105,69 @@ def token_losses(model: nn.Module, batch: Batch) -> tuple[torch.Tensor, torch.Te
 CHUNK_LOGITS = 2**24  # logits held at once by the chunked loss: 64 MB in fp32
 
 
-def _chunk_loss(head: Any, hidden: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    import torch.nn.functional as F
+class _HeadLoss(torch.autograd.Function):
+    """Σ −log softmax(h W^T + b)[y] over the rows of h, a chunk of rows at a time, with the gradients computed
+    in the forward pass, chunk by chunk (softmax − one-hot, times W for h, and times h for W when W trains):
+    the (N, V) logits are never held at once and never recomputed. The backward only scales the stored
+    gradients by the incoming one (the loss is a sum, so that is exact). Under autocast the matmuls run in the
+    autocast dtype and the softmax in fp32, as `F.cross_entropy(head(h).float(), y)` runs them.
+    Liger-Kernel's fused linear cross-entropy does the same on GPUs."""
 
-    logits = head(hidden)  # (C, V)
-    return F.cross_entropy(logits.float(), y, reduction="sum"), logits.detach().argmax(-1) == y
+    @staticmethod
+    def forward(
+        ctx: Any,
+        hidden: torch.Tensor,
+        weight: torch.Tensor,
+        bias: torch.Tensor | None,
+        y: torch.Tensor,
+        rows: int,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        device = hidden.device.type
+        dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else weight.dtype
+        need_h, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        need_b = bias is not None and ctx.needs_input_grad[2]
+        with torch.autocast(device, enabled=False):
+            h, w = hidden.to(dtype), weight.to(dtype)
+            b = bias.to(dtype) if bias is not None else None
+            grad_h = torch.empty_like(h) if need_h else None
+            grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if need_w else None
+            grad_b = torch.zeros(bias.shape, dtype=torch.float32, device=bias.device) if need_b else None
+            total = torch.zeros((), dtype=torch.float32, device=hidden.device)
+            correct = []
+            for start in range(0, h.shape[0], rows):
+                hc, yc = h[start : start + rows], y[start : start + rows]
+                logits = F.linear(hc, w, b).float()  # (C, V)
+                correct.append(logits.argmax(-1) == yc)
+                lse = torch.logsumexp(logits, -1)
+                total += (lse - logits.gather(1, yc[:, None]).squeeze(1)).sum()
+                # d loss / d logits = softmax - one-hot, computed in place in the logits' buffer
+                probs = logits.sub_(lse[:, None]).exp_()
+                probs[torch.arange(yc.shape[0], device=yc.device), yc] -= 1.0
+                g = probs.to(dtype)
+                if need_h:
+                    grad_h[start : start + rows] = g @ w
+                if need_w:
+                    grad_w += (g.t() @ hc).float()
+                if need_b:
+                    grad_b += probs.sum(0)
+        ctx.save_for_backward(*(t for t in (grad_h, grad_w, grad_b) if t is not None))
+        ctx.have = (need_h, need_w, need_b)
+        ctx.dtypes = (hidden.dtype, weight.dtype, bias.dtype if bias is not None else None)
+        return total, torch.cat(correct)
+
+    @staticmethod
+    def backward(ctx: Any, grad_loss: torch.Tensor, _grad_correct: Any) -> tuple[torch.Tensor | None, ...]:
+        stored = iter(ctx.saved_tensors)
+        grads = [next(stored) * grad_loss if have else None for have in ctx.have]
+        out = [g.to(dt) if g is not None else None for g, dt in zip(grads, ctx.dtypes, strict=True)]
+        return out[0], out[1], out[2], None, None
 
 
 def chunked_losses(head: Any, hidden: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The same sum over target positions, computed CHUNK_LOGITS / V rows at a time, each chunk
-    checkpointed: its logits are recomputed in the backward pass instead of kept (N × V fp32 logits, their
-    softmax and gradient would dominate the memory of a small-model step), for one more output projection."""
-    from torch.utils.checkpoint import checkpoint
-
+    """The same sum over target positions, CHUNK_LOGITS / V rows at a time (`_HeadLoss`): N × V fp32 logits,
+    their softmax and gradient would dominate the memory of a small-model step."""
     rows = max(1, CHUNK_LOGITS // head.weight.shape[0])
-    losses, correct = [], []
-    for start in range(0, hidden.shape[0], rows):
-        loss, ok = checkpoint(
-            _chunk_loss, head, hidden[start : start + rows], y[start : start + rows], use_reentrant=False
-        )
-        losses.append(loss)
-        correct.append(ok)
-    return torch.stack(losses).sum(), torch.cat(correct)
+    return _HeadLoss.apply(hidden, head.weight, head.bias, y, rows)
 
 
 class CausalLMObjective:

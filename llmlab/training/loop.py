@@ -18,6 +18,8 @@ newest checkpoint; the resumed run then computes exactly what the uninterrupted 
 Under torchrun (or --nproc N) the Trainer joins the process group, shards the batches, wraps the model and
 the objective in DDP (or shards them with FSDP2 under --fsdp) and sums the units, losses and metrics over the
 processes; only rank 0 writes (metrics, plots, checkpoints). See llmlab.training.distributed.
+Gated-SiLU MLPs (Llama-style models) run through `llmlab.training.lean.SwiGLU`: the same values and gradients,
+bit for bit, with one (tokens, intermediate) activation fewer kept per block.
 Tests: tests/training/test_loop.py, tests/training/test_distributed.py.
 """
 
@@ -39,6 +41,7 @@ from llmlab.training import checkpoint as ckpt
 from llmlab.training import distributed
 from llmlab.training.batches import BatchSource
 from llmlab.training.config import TrainConfig
+from llmlab.training.lean import lean_mlps
 from llmlab.training.metrics import MetricsLog, plot_losses
 from llmlab.training.objective import Batch, LossOutput, Objective
 from llmlab.training.optim import build_optimizer, lr_at, warmup_steps
@@ -113,6 +116,7 @@ class Trainer:
         self.train_data, self.val_data = train_data, val_data
         self.trainable = dict(trainable) if trainable is not None else self._all_trainable(model)
         self._freeze_others()
+        lean_mlps(model)  # gated MLPs keep one activation fewer for the backward (same values and gradients)
         self.saver = saver or ckpt.FullModelSaver(model)
         self.on_event = on_event or (lambda e: None)
         self.eval_at_start = eval_at_start

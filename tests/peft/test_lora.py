@@ -172,3 +172,93 @@ def test_scale_and_init() -> None:
     assert A.shape == (4, 64) and B.shape == (64, 4) and not B.any()
     assert A.abs().max() <= 1 / 64**0.5 and A.std() > 0.3 / 64**0.5
     unmerge_lora(model)  # a no-op on unmerged layers
+
+
+def _train_loss(model: torch.nn.Module, kind: str, autocast: bool = False) -> torch.Tensor:
+    torch.manual_seed(0)  # the same dropout masks in the model's own layers (T5)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        out = model(**batch(kind))
+        hidden = out.last_hidden_state if kind == "encoder-only" else out.logits
+        return hidden.float().square().mean()
+
+
+@pytest.mark.parametrize("kind", KIND_NAMES)
+@pytest.mark.parametrize("autocast", [False, True], ids=["fp32", "bf16-autocast"])
+def test_lora_gradients_match_peft(kind: str, autocast: bool) -> None:
+    """Training (the lean branch, `lora.lora_delta`): the loss and the A and B gradients equal peft's, fp32
+    to float tolerance and under bf16 autocast to bf16's."""
+    base = KINDS[kind].model()
+    reference = peft_lora(base, kind, r=4, lora_alpha=8, target_modules=list(KINDS[kind].targets)).train()
+    ours = copy.deepcopy(base).train()
+    apply_lora(ours, targets=KINDS[kind].targets, rank=4, alpha=8)
+    copy_lora_from_peft(ours, reference)
+    expected, got = _train_loss(reference, kind, autocast), _train_loss(ours, kind, autocast)
+    expected.backward()
+    got.backward()
+    tolerance = {"rtol": 2e-2, "atol": 1e-4} if autocast else {}
+    torch.testing.assert_close(got, expected, **tolerance)
+    grads = {
+        n.removeprefix(PEFT_PREFIX): p.grad for n, p in reference.named_parameters() if p.grad is not None
+    }
+    mine = {n: p.grad for n, p in ours.named_parameters() if p.grad is not None}
+    assert mine.keys() == grads.keys() and grads
+    for name, grad in grads.items():
+        torch.testing.assert_close(mine[name], grad, **tolerance, msg=name)
+
+
+def test_lora_dropout_gradient_uses_the_forward_mask() -> None:
+    """With dropout, the gradients equal autograd's on the forward's mask (drawn from torch's generator)."""
+    from llmlab.peft.lora import lora_delta
+
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(2, 5, 16, generator=gen, requires_grad=True)
+    a = torch.randn(4, 16, generator=gen, requires_grad=True)
+    b = torch.randn(8, 4, generator=gen, requires_grad=True)
+    grad = torch.randn(2, 5, 8, generator=gen)
+    torch.manual_seed(11)
+    out = lora_delta(x, a, b, 2.0, 0.4)
+    out.backward(grad)
+    torch.manual_seed(11)
+    mask = (torch.rand(x.shape) >= 0.4) / 0.6
+    assert 0.3 < (mask == 0).float().mean() < 0.5 and torch.all((mask == 0) | (mask == 1 / 0.6))
+    x2, a2, b2 = (t.detach().clone().requires_grad_() for t in (x, a, b))
+    expected = (x2 * mask) @ a2.t() @ b2.t() * 2.0
+    expected.backward(grad)
+    torch.testing.assert_close(out, expected)
+    for mine, ref in ((x.grad, x2.grad), (a.grad, a2.grad), (b.grad, b2.grad)):
+        torch.testing.assert_close(mine, ref)
+
+
+def test_lora_keeps_less_for_backward_than_peft() -> None:
+    """Under bf16 autocast with dropout, q and v keep one bf16 copy of their shared input and a bool mask each;
+    peft keeps, per adapter, the cast dropped input (2 bytes per input element) and, on the CPU, the fp32
+    dropout noise (4 bytes)."""
+    kind = "decoder-only"
+    base = KINDS[kind].model()
+    reference = peft_lora(
+        base, kind, r=4, lora_alpha=8, lora_dropout=0.1, target_modules=["q_proj", "v_proj"]
+    )
+    ours = copy.deepcopy(base)
+    apply_lora(ours, targets=("q_proj", "v_proj"), rank=4, alpha=8, dropout=0.1)
+    copy_lora_from_peft(ours, reference)
+    sizes = {}
+    for name, model in (("peft", reference.train()), ("ours", ours.train())):
+        params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+        storages: dict[int, int] = {}
+
+        def pack(t: torch.Tensor, storages=storages, params=params) -> torch.Tensor:
+            if t.untyped_storage().data_ptr() not in params:  # what the backward pass adds to memory
+                storages[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+            return t
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            _train_loss(model, kind, autocast=True)
+        sizes[name] = sum(storages.values())
+    layers, hidden = base.config.num_hidden_layers, base.config.hidden_size
+    tokens = batch(kind)["input_ids"].numel()
+    # per input element: peft keeps, per adapter, the cast dropped input (2 bytes) and, where the input needs a
+    # gradient (every block but the first: the embeddings are frozen), the fp32 noise (4 bytes); ours keeps 2
+    # bytes per block and 1 per adapter. Beyond that, peft keeps bf16 casts of A and B (small).
+    expected = tokens * hidden * ((2 * 2 - 4) + (layers - 1) * (2 * 6 - 4))
+    saved = sizes["peft"] - sizes["ours"]
+    assert expected <= saved < expected + 4096, sizes
