@@ -48,7 +48,8 @@ def results_seen(prompt: str) -> int:
 
 
 def agent(tiny_tok, intend, tools=(calculator,), **config) -> Agent:
-    caller = config.pop("caller", CallerConfig())
+    # the scripted calls carry values the task does not write: let them through (copying: test_arguments.py)
+    caller = config.pop("caller", CallerConfig(copy_arguments=False))
     config.setdefault("policy", "react")
     engine = ScriptedEngine(
         tiny_tok, intend, score=lambda p, t: 0.0 if p.startswith("Tool: calculator") else -1.0
@@ -89,7 +90,8 @@ def test_tool_failures_become_observations(tiny_tok, tools, first: str, observat
         return first if not results_seen(prompt) else "Sorry."
 
     engine_agent = agent(tiny_tok, intend, tools)
-    engine_agent.caller.config = CallerConfig(selection="greedy")  # the model's own choice of tool
+    # the model's own choice of tool, with the scripted argument (not a number of the task)
+    engine_agent.caller.config = CallerConfig(selection="greedy", copy_arguments=False)
     result = engine_agent.run(TASK)
     (step,) = result.steps
     assert (step.call.name, step.observation, step.ok) == (name, observation, False)
