@@ -124,14 +124,16 @@ class _HeadLoss(torch.autograd.Function):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         device = hidden.device.type
         dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else weight.dtype
-        need_h, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-        need_b = bias is not None and ctx.needs_input_grad[2]
         with torch.autocast(device, enabled=False):
             h, w = hidden.to(dtype), weight.to(dtype)
             b = bias.to(dtype) if bias is not None else None
-            grad_h = torch.empty_like(h) if need_h else None
-            grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if need_w else None
-            grad_b = torch.zeros(bias.shape, dtype=torch.float32, device=bias.device) if need_b else None
+            grads: dict[str, torch.Tensor] = {}  # what the backward returns: for hidden, weight, bias
+            if ctx.needs_input_grad[0]:
+                grads["hidden"] = torch.empty_like(h)
+            if ctx.needs_input_grad[1]:
+                grads["weight"] = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device)
+            if bias is not None and ctx.needs_input_grad[2]:
+                grads["bias"] = torch.zeros(bias.shape, dtype=torch.float32, device=bias.device)
             total = torch.zeros((), dtype=torch.float32, device=hidden.device)
             correct = []
             for start in range(0, h.shape[0], rows):
@@ -144,22 +146,28 @@ class _HeadLoss(torch.autograd.Function):
                 probs = logits.sub_(lse[:, None]).exp_()
                 probs[torch.arange(yc.shape[0], device=yc.device), yc] -= 1.0
                 g = probs.to(dtype)
-                if need_h:
-                    grad_h[start : start + rows] = g @ w
-                if need_w:
-                    grad_w += (g.t() @ hc).float()
-                if need_b:
-                    grad_b += probs.sum(0)
-        ctx.save_for_backward(*(t for t in (grad_h, grad_w, grad_b) if t is not None))
-        ctx.have = (need_h, need_w, need_b)
-        ctx.dtypes = (hidden.dtype, weight.dtype, bias.dtype if bias is not None else None)
+                if "hidden" in grads:
+                    grads["hidden"][start : start + rows] = g @ w
+                if "weight" in grads:
+                    grads["weight"] += (g.t() @ hc).float()
+                if "bias" in grads:
+                    grads["bias"] += probs.sum(0)
+        ctx.save_for_backward(*grads.values())
+        ctx.keys = tuple(grads)
+        ctx.dtypes = {
+            "hidden": hidden.dtype,
+            "weight": weight.dtype,
+            "bias": bias.dtype if bias is not None else None,
+        }
         return total, torch.cat(correct)
 
     @staticmethod
     def backward(ctx: Any, grad_loss: torch.Tensor, _grad_correct: Any) -> tuple[torch.Tensor | None, ...]:
-        stored = iter(ctx.saved_tensors)
-        grads = [next(stored) * grad_loss if have else None for have in ctx.have]
-        out = [g.to(dt) if g is not None else None for g, dt in zip(grads, ctx.dtypes, strict=True)]
+        stored = dict(zip(ctx.keys, ctx.saved_tensors, strict=True))
+        out = [
+            (stored[k] * grad_loss).to(ctx.dtypes[k]) if k in stored else None
+            for k in ("hidden", "weight", "bias")
+        ]
         return out[0], out[1], out[2], None, None
 
 

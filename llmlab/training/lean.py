@@ -47,7 +47,7 @@ def swiglu(gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
     return F.silu(gate) * up
 
 
-def _lean_forward(self: nn.Module, x: torch.Tensor) -> torch.Tensor:
+def _lean_forward(self: Any, x: torch.Tensor) -> torch.Tensor:
     return self.down_proj(swiglu(self.gate_proj(x), self.up_proj(x)))
 
 
