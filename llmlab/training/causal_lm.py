@@ -147,8 +147,10 @@ class _HeadLoss(torch.autograd.Function):
                 probs[torch.arange(yc.shape[0], device=yc.device), yc] -= 1.0
                 g = probs.to(dtype)
                 if "hidden" in grads:
-                    grads["hidden"][start : start + rows] = g @ w
-                if "weight" in grads:
+                    torch.mm(g, w, out=grads["hidden"][start : start + rows])
+                if "weight" in grads and dtype == torch.float32:
+                    grads["weight"].addmm_(g.t(), hc)  # accumulated by the matmul itself
+                elif "weight" in grads:
                     grads["weight"] += (g.t() @ hc).float()
                 if "bias" in grads:
                     grads["bias"] += probs.sum(0)
