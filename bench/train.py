@@ -1,6 +1,6 @@
 """Full fine-tuning speed and peak memory: llmlab's training loop vs the transformers `Trainer`, same run.
 
-    python bench/train.py [--steps 5] [--threads 2] [--seq-len 256] [--batch-size 4] [--precision fp32]
+    python bench/train.py [--steps 8] [--threads 2] [--seq-len 256] [--batch-size 4] [--precision fp32]
 
 SmolLM2-135M, every weight trained (AdamW, lr 1e-5, warmup then cosine, clipping at 1.0, weight decay 0.01),
 causal language modelling on rows of --seq-len tokens cut from this repository's user guide (docs/*.md,
@@ -157,7 +157,7 @@ def measure(name: str, args: argparse.Namespace) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
-        "--steps", type=int, default=5, help="optimizer steps per side (the first is warm-up)"
+        "--steps", type=int, default=8, help="optimizer steps per side (the first is warm-up)"
     )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seq-len", type=int, default=256)
