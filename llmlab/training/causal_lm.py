@@ -7,8 +7,9 @@
 than on all B·T positions: prompt tokens of instruction data and padding cost no vocabulary-sized logits, and
 the logits are upcast to fp32 for the softmax. When the N × V logits would be large (more than CHUNK_LOGITS
 values), they are computed a chunk of rows at a time, with their gradients (`chunked_losses`): the same
-sum, with the logits never all held at once and the output projection never run twice. A soft prompt (prompt tuning) goes in front of the
-inputs as the model's own call would put it, and its positions are left out of the loss. Models whose logits
+sum, with the logits never all held at once and the output projection never run twice. A soft prompt
+(prompt tuning) goes in front of the inputs as the model's own call would put it, and its positions are
+left out of the loss. Models whose logits
 are more than `lm_head(hidden)` (soft-capped or scaled logits) take the plain path: the full forward, then
 the same selection.
 
@@ -175,9 +176,19 @@ class _HeadLoss(torch.autograd.Function):
 
 def chunked_losses(head: Any, hidden: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The same sum over target positions, CHUNK_LOGITS / V rows at a time (`_HeadLoss`): N × V fp32 logits,
-    their softmax and gradient would dominate the memory of a small-model step."""
+    their softmax and gradient would dominate the memory of a small-model step. Without a gradient to compute
+    (validation, or nothing trains), the chunks only compute the loss."""
     rows = max(1, CHUNK_LOGITS // head.weight.shape[0])
-    return _HeadLoss.apply(hidden, head.weight, head.bias, y, rows)
+    trained = [t for t in (hidden, head.weight, head.bias) if t is not None and t.requires_grad]
+    if torch.is_grad_enabled() and trained:
+        return _HeadLoss.apply(hidden, head.weight, head.bias, y, rows)
+    total = torch.zeros((), dtype=torch.float32, device=hidden.device)
+    correct = []
+    for start in range(0, hidden.shape[0], rows):
+        logits = head(hidden[start : start + rows]).float()
+        total += F.cross_entropy(logits, y[start : start + rows], reduction="sum")
+        correct.append(logits.argmax(-1) == y[start : start + rows])
+    return total, torch.cat(correct)
 
 
 class CausalLMObjective:

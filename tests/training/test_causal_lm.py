@@ -79,3 +79,22 @@ def test_chunked_loss_equals_the_whole(monkeypatch, setting):
         if autocast:  # the whole pass rounds each gradient matmul to bf16 once; chunks add in fp32
             tolerance = {"rtol": 1.6e-2, "atol": 2**-7 * grad.abs().max().item()}
         torch.testing.assert_close(chunked_grads[name], grad, **tolerance, msg=name)
+
+
+def test_chunked_loss_without_gradients_computes_none(monkeypatch):
+    """Validation (no_grad): the chunks compute the loss only, never the gradients; the same sum."""
+    import torch
+    from tiny import tiny_llama
+
+    from llmlab.training import causal_lm
+
+    model = tiny_llama(64, seed=0).eval()
+    ids = torch.randint(0, 64, (2, 9), generator=torch.Generator().manual_seed(0))
+    batch = {"input_ids": ids, "targets": ids.roll(-1, 1), "position_ids": torch.arange(9).repeat(2, 1)}
+    with torch.no_grad():
+        whole, whole_ok = causal_lm.token_losses(model, batch)
+        monkeypatch.setattr(causal_lm, "CHUNK_LOGITS", 3 * 64)
+        monkeypatch.setattr(causal_lm._HeadLoss, "apply", None)  # calling it would fail
+        chunked, chunked_ok = causal_lm.token_losses(model, batch)
+    torch.testing.assert_close(chunked, whole)
+    assert torch.equal(chunked_ok, whole_ok)
