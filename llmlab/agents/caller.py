@@ -305,11 +305,10 @@ def conversation_numbers(messages: Sequence[Mapping[str, Any]]) -> list[str]:
     """The numbers the user's messages and the tool results mention, in digits or in words ("five",
     "twice", "squared" -> 2, "%" -> 100)."""
     found: set[str] = set()
-    for m in messages:
-        if m.get("role") in ("user", "tool") and isinstance(m.get("content"), str):
-            text = NOT_QUANTITIES.sub(" ", str(m["content"]))  # "[1]" numbers a passage; paths hold numbers
-            found.update(NUMBER.findall(text.replace(",", "")))
-            found.update(WORD_NUMBERS[w.group(0).lower()] for w in WORDS.finditer(text))
+    for content in conversation_texts(messages):
+        text = NOT_QUANTITIES.sub(" ", content)  # "[1]" numbers a passage; paths hold numbers
+        found.update(NUMBER.findall(text.replace(",", "")))
+        found.update(WORD_NUMBERS[w.group(0).lower()] for w in WORDS.finditer(text))
     return sorted(found) or ["1"]
 
 

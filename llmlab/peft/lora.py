@@ -308,7 +308,9 @@ def _shared_cast(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return cast
 
 
-def _compute_dtype(x: torch.Tensor, weight: torch.Tensor) -> torch.dtype:
+def compute_dtype(x: torch.Tensor, weight: torch.Tensor) -> torch.dtype:
+    """The dtype a matmul of `x` with `weight` runs in: autocast's when it is on for x's device, else the
+    weight's (what F.linear would do; custom autograd functions switch autocast off and cast themselves)."""
     device = x.device.type
     if torch.is_autocast_enabled(device):
         return torch.get_autocast_dtype(device)
@@ -329,7 +331,7 @@ class _LoraDelta(torch.autograd.Function):
     def forward(
         ctx: Any, x: torch.Tensor, a: torch.Tensor, b: torch.Tensor, scale: float, p: float
     ) -> torch.Tensor:
-        dtype = _compute_dtype(x, a)
+        dtype = compute_dtype(x, a)
         with torch.autocast(x.device.type, enabled=False):
             xc = _shared_cast(x, dtype)
             keep = _keep_mask(xc, p) if p > 0 else None

@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from llmlab.data.packing import IGNORE
+from llmlab.peft.lora import compute_dtype
 from llmlab.training.objective import Batch, LossOutput
 
 if TYPE_CHECKING:
@@ -88,8 +89,6 @@ def target_logits(model: nn.Module, batch: Batch) -> tuple[torch.Tensor, torch.T
 def token_losses(model: nn.Module, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
     """(summed loss over target positions, per-target argmax-correct flags (N,)); long batches go through the
     head in chunks (`chunked_losses`), so the (N, V) logits are never held at once."""
-    import torch.nn.functional as F
-
     parts = split_head(model)
     if parts is None:
         logits, y = target_logits(model, batch)
@@ -99,8 +98,12 @@ def token_losses(model: nn.Module, batch: Batch) -> tuple[torch.Tensor, torch.Te
         if hidden.shape[0] * head.weight.shape[0] > CHUNK_LOGITS:
             return chunked_losses(head, hidden, y)
         logits = head(hidden)  # (N, V)
-    loss = F.cross_entropy(logits.float(), y, reduction="sum")
-    return loss, logits.detach().argmax(-1) == y
+    return _plain_loss(logits, y)
+
+
+def _plain_loss(logits: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(Σ −log softmax(logits)[y] in fp32, argmax-correct flags)."""
+    return F.cross_entropy(logits.float(), y, reduction="sum"), logits.detach().argmax(-1) == y
 
 
 CHUNK_LOGITS = 2**24  # logits held at once by the chunked loss: 64 MB in fp32
@@ -124,7 +127,7 @@ class _HeadLoss(torch.autograd.Function):
         rows: int,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         device = hidden.device.type
-        dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else weight.dtype
+        dtype = compute_dtype(hidden, weight)
         with torch.autocast(device, enabled=False):
             h, w = hidden.to(dtype), weight.to(dtype)
             b = bias.to(dtype) if bias is not None else None
@@ -182,13 +185,10 @@ def chunked_losses(head: Any, hidden: torch.Tensor, y: torch.Tensor) -> tuple[to
     trained = [t for t in (hidden, head.weight, head.bias) if t is not None and t.requires_grad]
     if torch.is_grad_enabled() and trained:
         return _HeadLoss.apply(hidden, head.weight, head.bias, y, rows)
-    total = torch.zeros((), dtype=torch.float32, device=hidden.device)
-    correct = []
-    for start in range(0, hidden.shape[0], rows):
-        logits = head(hidden[start : start + rows]).float()
-        total += F.cross_entropy(logits, y[start : start + rows], reduction="sum")
-        correct.append(logits.argmax(-1) == y[start : start + rows])
-    return total, torch.cat(correct)
+    parts = [
+        _plain_loss(head(hidden[i : i + rows]), y[i : i + rows]) for i in range(0, hidden.shape[0], rows)
+    ]
+    return torch.stack([loss for loss, _ in parts]).sum(), torch.cat([ok for _, ok in parts])
 
 
 class CausalLMObjective:
