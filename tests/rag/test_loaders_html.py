@@ -290,3 +290,48 @@ def test_a_list_of_linked_headlines_with_teasers_is_dropped_and_a_list_of_prose_
     assert "- The second stage, described in the plan, adds the cycle lane on the east side." in text
     for junk in ("Storm closes", "Drivers were told", "Harbour festival", "Organisers"):
         assert junk not in text
+
+
+BODY = [
+    "The city council approved the new harbour plan on Tuesday after a debate that lasted most of the evening and "
+    "drew a larger crowd than any meeting since the floods of the spring before last.",
+    "Under the plan the old warehouses on the east quay will be turned into flats, a school and a market hall, and "
+    "the ferry terminal will move two hundred metres to the north, next to the new bus station.",
+    "Work is due to start in March and to take four years; the first flats should be ready in the summer of the "
+    "second year, the council said, if the builders find no surprises in the old foundations.",
+    "Residents of the quay said they welcomed the market hall but feared the noise of the building work, and asked "
+    "the council to keep the lorries off the narrow streets behind the church during the school run.",
+]
+
+
+def _article(*, top: str = "", middle: str = "", end: str = "") -> bytes:
+    paragraphs = [f"<p>{p}</p>" for p in BODY]
+    return (
+        "<html><head><title>Harbour plan approved</title></head><body><article><h1>Harbour plan approved</h1>"
+        + top
+        + "".join(paragraphs[:2])
+        + middle
+        + "".join(paragraphs[2:])
+        + end
+        + "</article></body></html>"
+    ).encode()
+
+
+def _body_text(page: bytes) -> str:
+    return "\n\n".join(u.text for u in load_html(page, "/t/harbour.html").units)
+
+
+def test_lines_about_the_article_are_dropped_and_prose_that_opens_alike_kept():
+    """Reading time, tag and filing lines and a bare "Updated at <time>" are about the page, not of it; a sentence
+    that opens with "Published" but goes on in prose stays."""
+    page = _article(
+        top="<p>Reading time: 2 min</p><p>Tempo de leitura: 1 minuto</p>",
+        middle="<p>Updated at 1:23 p.m.</p><p>Posted: Thursday, April 21, 2022. 10:11 pm CST.</p>"
+        "<p>Published in 2019, the first plan was turned down by the harbour board in a single vote.</p>",
+        end="<p>Filed under: Politics | Harbour |</p><p>4 min read</p>",
+    )
+    text = _body_text(page)
+    for junk in ("Reading time", "Tempo de leitura", "Updated at", "Posted:", "Filed under", "min read"):
+        assert junk not in text
+    assert "Published in 2019, the first plan was turned down by the harbour board in a single vote." in text
+    assert all(p in text for p in BODY)

@@ -12,9 +12,13 @@ Rules, each on trafilatura's <main> (blocks <p>, <list>, <quote>, <head>, <table
                   the reader to act (sign up, subscribe, newsletter, follow ... on Twitter, click here, share
                   this story, tell us what you think)
     end buttons   lines of one or two bare words that end the text ("comments", "Share this")
+    page lines    lines about the article rather than of it, anywhere, at most META_WORDS words: its reading
+                  time ("Reading time: 2 min", "5 min read"), its tags or filing ("Filed under: Politics |"), the
+                  time it was updated or published with nothing but a date after it ("Updated at 1:23 p.m.")
 
 Tuned on the ScrapingHub article-extraction benchmark's pages whose id starts with 0-7 (the first two rules also
-on 300 pages of trafilatura's own evaluation set), reported on the other ScrapingHub pages (bench/loaders.py).
+on 300 pages of trafilatura's own evaluation set; the page lines checked on 300 such pages for lost
+body text), reported on the other ScrapingHub pages (bench/loaders.py).
 Left out because they cost body text on the pages tuned on: dropping wire-service credit lines ("Reporting by
 ...", kept in some ground truths), one-link paragraphs ("[Engadget]", "CLICK FOR FULL RESULTS"), and any short
 line without a full stop at the end ("With Post wires", "© Reuters"); on trafilatura's pages, dropping short
@@ -52,6 +56,24 @@ _PROMO = re.compile(
 )
 # The last line of a text when it is one or two bare words: a button or a label ("comments", "Share this").
 _BARE_WORDS = re.compile(r"^\w+( \w+)?$")
+META_WORDS = 12
+"""A line about the article rather than of it (reading time, tags, update time) is at most this long."""
+# Lines about the article: its reading time, its tags or category, the time it was updated or published.
+_META_LINE = re.compile(
+    r"^((reading time|read time|tempo de leitura|tiempo de lectura|temps de lecture|lesezeit)\s*:?\s*\d+\s*\w+\.?"
+    r"|\d+\s*(min|mins|minutes?)\.?\s+(read|reading)"
+    r"|(filed under|posted in|tagged|tags)\s*:.*)$",
+    re.IGNORECASE,
+)
+_DATELINE = re.compile(
+    r"^(last )?(updated|published|posted)( at| on)?\s*:?\s+(?P<when>.*\d.*)$", re.IGNORECASE
+)
+# What may follow "Updated"/"Published" in a dateline: numbers, dates and times, month and day names, a.m./p.m.,
+# "ago" and its units, and an upper-case time zone ("Updated at 1:23 p.m.", "Posted: Thursday, April 21, 2022").
+_DATE_WORD = re.compile(
+    r"(\d[\d:/.-]*|(?i:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec|mon|tue|tues|wed|thu|thurs|fri|sat|sun)"
+    r"[a-z]*\.?|(?i:a\.?m\.?|p\.?m\.?|at|on|ago|hours?|hrs?|minutes?|mins?|days?)|[A-Z]{2,4})"
+)
 
 
 def prune(main: Any) -> None:
@@ -59,7 +81,7 @@ def prune(main: Any) -> None:
     for block in list(main.iter("p", "item", "quote", "cell")):
         _drop_hover_cards(block)
     blocks = [el for el in main if el.tag != "head"]
-    dropped = {id(el) for el in blocks if _link_block(el)}
+    dropped = {id(el) for el in blocks if _link_block(el) or _about_the_page(el)}
     for before, after in itertools.pairwise(blocks):
         if id(after) in dropped and _label(before):
             dropped.add(id(before))
@@ -90,6 +112,21 @@ def _link_block(el: Any) -> bool:
     refs = list(el.iter("ref"))
     linked = sum(_words(_text(ref)) for ref in refs)
     return bool(refs) and linked >= LINK_SHARE * total and total <= LINK_WORDS * len(refs)
+
+
+def _about_the_page(el: Any) -> bool:
+    """A line about the article, not of it (reading time, tags, update time)."""
+    if el.tag != "p":
+        return False
+    text = " ".join(_text(el).split())
+    return _words(text) <= META_WORDS and bool(_META_LINE.match(text) or _dateline(text))
+
+
+def _dateline(text: str) -> bool:
+    """ "Updated at 1:23 p.m.", "Posted: Thursday, April 21, 2022. 10:11 pm CST": the keyword, then only dates."""
+    match = _DATELINE.match(text)
+    words = match.group("when").replace(",", " ").split() if match else []
+    return bool(words) and all(_DATE_WORD.fullmatch(w.rstrip(".")) or _DATE_WORD.fullmatch(w) for w in words)
 
 
 def _teaser_list(el: Any) -> bool:
