@@ -335,3 +335,38 @@ def test_lines_about_the_article_are_dropped_and_prose_that_opens_alike_kept():
         assert junk not in text
     assert "Published in 2019, the first plan was turned down by the harbour board in a single vote." in text
     assert all(p in text for p in BODY)
+
+
+def test_related_story_links_with_a_label_are_dropped_and_a_capitals_line_before_prose_kept():
+    """A paragraph of links that opens with "Also on" / "Read more" goes, whatever the length of the linked title,
+    and so does an all-capitals label before a block of links; an all-capitals line before prose stays."""
+    also = (
+        '<p><a href="/news/8">Also on harbour-news.org Council members from the opposition threatened with '
+        "expulsion as the party purges the old guard before the spring election</a></p>"
+    )
+    dont_miss = (
+        "<p>DON'T MISS</p><p>"
+        + "<br>".join(
+            f'<a href="/n/{i}">{title}</a> [VIDEO]'
+            for i, title in enumerate(
+                [
+                    "Ferry fares to rise in April",
+                    "Old lighthouse sold at auction",
+                    "Storm closes the coast road",
+                ]
+            )
+        )
+        + "</p>"
+    )
+    page = _article(middle=also + dont_miss + "<p>UPDATE</p>")
+    text = _body_text(page)
+    for junk in (
+        "Also on",
+        "Council members from the opposition",
+        "DON'T MISS",
+        "Ferry fares",
+        "Storm closes",
+    ):
+        assert junk not in text
+    assert all(p in text for p in BODY)
+    assert "UPDATE" in text

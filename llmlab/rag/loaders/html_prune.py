@@ -14,7 +14,10 @@ Rules, each on trafilatura's <main> (blocks <p>, <list>, <quote>, <head>, <table
     end buttons   lines of one or two bare words that end the text ("comments", "Share this")
     page lines    lines about the article rather than of it, anywhere, at most META_WORDS words: its reading
                   time ("Reading time: 2 min", "5 min read"), its tags or filing ("Filed under: Politics |"), the
-                  time it was updated or published with nothing but a date after it ("Updated at 1:23 p.m.")
+                  time it was updated or published with nothing but a date after it ("Updated at 1:23 p.m.");
+                  a paragraph of links that opens with a related-stories label ("Also on ...", "Read more ...",
+                  "Don't miss ..."), however long the linked title; an all-capitals label ("DON'T MISS") before
+                  a link block
 
 Tuned on the ScrapingHub article-extraction benchmark's pages whose id starts with 0-7 (the first two rules also
 on 300 pages of trafilatura's own evaluation set; the page lines checked on 300 such pages for lost
@@ -56,6 +59,11 @@ _PROMO = re.compile(
 )
 # The last line of a text when it is one or two bare words: a button or a label ("comments", "Share this").
 _BARE_WORDS = re.compile(r"^\w+( \w+)?$")
+# A paragraph of links that opens with this points at other stories, however long their titles are.
+_RELATED = re.compile(
+    r"^(also on|also read|read also|read more|see also|related|recommended|more on this|don.?t miss|watch)\b",
+    re.IGNORECASE,
+)
 META_WORDS = 12
 """A line about the article rather than of it (reading time, tags, update time) is at most this long."""
 # Lines about the article: its reading time, its tags or category, the time it was updated or published.
@@ -83,7 +91,7 @@ def prune(main: Any) -> None:
     blocks = [el for el in main if el.tag != "head"]
     dropped = {id(el) for el in blocks if _link_block(el) or _about_the_page(el)}
     for before, after in itertools.pairwise(blocks):
-        if id(after) in dropped and _label(before):
+        if id(after) in dropped and _label(before, capitals=True):
             dropped.add(id(before))
     if blocks and _label(blocks[-1]):  # a label whose list trafilatura already left out
         dropped.add(id(blocks[-1]))
@@ -115,11 +123,16 @@ def _link_block(el: Any) -> bool:
 
 
 def _about_the_page(el: Any) -> bool:
-    """A line about the article, not of it (reading time, tags, update time)."""
+    """A line about the article, not of it (reading time, tags, update time), a paragraph of links that opens
+    with a related-stories label ("Also on ...", "Read more ...")."""
     if el.tag != "p":
         return False
     text = " ".join(_text(el).split())
-    return _words(text) <= META_WORDS and bool(_META_LINE.match(text) or _dateline(text))
+    if _words(text) <= META_WORDS and (_META_LINE.match(text) or _dateline(text)):
+        return True
+    refs = list(el.iter("ref"))
+    linked = sum(_words(_text(ref)) for ref in refs)
+    return bool(refs) and linked >= LINK_SHARE * _words(text) and bool(_RELATED.match(text))
 
 
 def _dateline(text: str) -> bool:
@@ -148,9 +161,12 @@ def _headline_first(item: Any) -> bool:
     return False
 
 
-def _label(el: Any) -> bool:
+def _label(el: Any, capitals: bool = False) -> bool:
+    """A short line that names what follows: it ends with ":" or "...", or (before a link block) it is all in
+    capitals ("DON'T MISS")."""
     text = _text(el).strip()
-    return el.tag == "p" and text.endswith((":", "…", "...")) and _words(text) <= LABEL_WORDS
+    label = text.endswith((":", "…", "...")) or (capitals and text.isupper())
+    return el.tag == "p" and label and _words(text) <= LABEL_WORDS
 
 
 def _edge_blocks(blocks: list[Any]) -> set[int]:
