@@ -370,3 +370,14 @@ def test_related_story_links_with_a_label_are_dropped_and_a_capitals_line_before
         assert junk not in text
     assert all(p in text for p in BODY)
     assert "UPDATE" in text
+
+
+def test_an_unrendered_shortcode_button_is_dropped_and_one_around_content_kept():
+    page = _article(
+        middle='<p>[button link="https://harbour-news.org/submit/" type="big"] Send us YOUR harbour photos[/button]</p>'
+        '<p>[sourcecode language="bash"]grep -c quay plan.txt[/sourcecode]</p>',
+    )
+    text = _body_text(page)
+    assert "[button" not in text and "Send us YOUR harbour photos" not in text
+    assert '[sourcecode language="bash"]grep -c quay plan.txt[/sourcecode]' in text
+    assert all(p in text for p in BODY)

@@ -17,7 +17,8 @@ Rules, each on trafilatura's <main> (blocks <p>, <list>, <quote>, <head>, <table
                   time it was updated or published with nothing but a date after it ("Updated at 1:23 p.m.");
                   a paragraph of links that opens with a related-stories label ("Also on ...", "Read more ...",
                   "Don't miss ..."), however long the linked title; an all-capitals label ("DON'T MISS") before
-                  a link block
+                  a link block; a block that is an unrendered shortcode with a link, a button ("[button
+                  link=...]Send us your review[/button]")
 
 Tuned on the ScrapingHub article-extraction benchmark's pages whose id starts with 0-7 (the first two rules also
 on 300 pages of trafilatura's own evaluation set; the page lines checked on 300 such pages for lost
@@ -82,6 +83,9 @@ _DATE_WORD = re.compile(
     r"(\d[\d:/.-]*|(?i:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec|mon|tue|tues|wed|thu|thurs|fri|sat|sun)"
     r"[a-z]*\.?|(?i:a\.?m\.?|p\.?m\.?|at|on|ago|hours?|hrs?|minutes?|mins?|days?)|[A-Z]{2,4})"
 )
+# A block that is a WordPress-style shortcode left unrendered, with a link: a button ("[button link=...]Send us
+# your review[/button]"); a shortcode without a link may wrap content ("[sourcecode language=bash]...").
+_SHORTCODE = re.compile(r"^\[(\w+)\s[^\]]*\b(link|url|href)\s*=[^\]]*\].*\[/\1\]$", re.DOTALL)
 
 
 def prune(main: Any) -> None:
@@ -124,11 +128,11 @@ def _link_block(el: Any) -> bool:
 
 def _about_the_page(el: Any) -> bool:
     """A line about the article, not of it (reading time, tags, update time), a paragraph of links that opens
-    with a related-stories label ("Also on ...", "Read more ...")."""
+    with a related-stories label ("Also on ...", "Read more ..."), or a block that is an unrendered shortcode."""
     if el.tag != "p":
         return False
     text = " ".join(_text(el).split())
-    if _words(text) <= META_WORDS and (_META_LINE.match(text) or _dateline(text)):
+    if _SHORTCODE.match(text) or (_words(text) <= META_WORDS and (_META_LINE.match(text) or _dateline(text))):
         return True
     refs = list(el.iter("ref"))
     linked = sum(_words(_text(ref)) for ref in refs)
