@@ -381,3 +381,24 @@ def test_an_unrendered_shortcode_button_is_dropped_and_one_around_content_kept()
     assert "[button" not in text and "Send us YOUR harbour photos" not in text
     assert '[sourcecode language="bash"]grep -c quay plan.txt[/sourcecode]' in text
     assert all(p in text for p in BODY)
+
+
+def test_copyright_source_and_comment_notes_at_the_end_are_dropped_and_prose_about_them_kept():
+    """Among the last three blocks: "Copyright" with a sign or a year, "All rights reserved", a "Source:" line, the
+    comment policy and a request for letters go; a sentence that opens with "Copyright" stays, and so does
+    "© Courier wires" (ground truths keep such lines)."""
+    notes = _article(
+        end="<p>We'd like to hear what you think about this or any of our articles.</p>"
+        "<p>SOURCE: News agencies</p><p>Copyright 2024 Harbour News. All rights reserved.</p>",
+    )
+    text = _body_text(notes)
+    for junk in ("like to hear", "SOURCE", "Copyright 2024", "All rights reserved"):
+        assert junk not in text
+    assert text.endswith(BODY[-1]) and all(p in text for p in BODY)
+    prose = "Copyright lawyers for the architects said the design of the market hall could not be copied."
+    policy = _article(
+        end=f"<p>{prose}</p><p>Comments are moderated and will not appear until a moderator has approved them.</p>"
+        "<p>copyright ⓒ harbour-news.org</p>"
+    )
+    assert _body_text(policy).endswith(BODY[-1] + "\n\n" + prose)
+    assert _body_text(_article(end="<p>© Courier wires</p>")).endswith("© Courier wires")
