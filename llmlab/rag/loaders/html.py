@@ -4,7 +4,7 @@
           -> lxml tree without comments, scripts (JSON-LD kept for metadata), styles and templates
           -> links made absolute (against <base href>, else the page URL or file URI)
           -> metadata (html_meta.py: title, author, date, language, site name)
-          -> trafilatura main text (balanced mode) -> html_prune.py (hover cards, link lists, edges)
+          -> trafilatura main text (balanced mode) -> html_prune.py (hover cards, link lists, page lines, edges)
           -> sections by <head rend="hN">
 
 trafilatura (Barbaresi, ACL 2021) removes navigation, footers and ads. Its own link resolution is not used: it
