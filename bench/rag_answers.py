@@ -159,17 +159,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         store = Store.open(str(Path(tmp) / "guide.sqlite"))
         report = store.ingest([docs], config=IngestConfig(include=("*.md",)))
         print(f"store: {len(report.added)} pages, {report.chunks} chunks; loading {args.model}", flush=True)
-        engine = load_engine(args.model, device="cpu")
+        adapter = args.adapter if args.styles[0].startswith("adapter:") else None
+        engine = load_engine(args.model, device="cpu", adapter=adapter)
         generation = answer_generation()
         results: dict[str, list[dict[str, Any]]] = {p: [] for p in args.prompts}
         for n, item in enumerate(items, start=1):
             hits = store.search(item["question"], mode="hybrid", top_k=args.chunks)
             for prompt in args.prompts:
-                config = AnswerConfig(
-                    chunks=args.chunks,
-                    prompt=prompt,
-                    min_relevance=args.min_relevance,
-                    **style_options(args.styles[0]),
+                config = AnswerConfig(  # an adapter: style asks zero-shot, as the adapter was trained
+                    **{"chunks": args.chunks, "prompt": prompt, "min_relevance": args.min_relevance}
+                    | style_options(args.styles[0])
                 )
                 answerer = Answerer(store, engine, config, generation)
                 start = time.perf_counter()
@@ -261,9 +260,12 @@ def summarize_squad(rows: list[dict[str, Any]]) -> dict[str, float]:
 
 def style_options(style: str) -> dict[str, str]:
     """AnswerConfig fields for a style as --answer-styles names it: `extractive+likelihood` is
-    answer_style="extractive" with span_choice="likelihood"."""
+    answer_style="extractive" with span_choice="likelihood"; an `adapter:` prefix (the --adapter engine)
+    asks zero-shot, as the adapter was trained."""
+    adapter, _, style = style.rpartition(":")
     answer_style, _, span_choice = style.partition("+")
-    return {"answer_style": answer_style} | ({"span_choice": span_choice} if span_choice else {})
+    options = {"answer_style": answer_style} | ({"span_choice": span_choice} if span_choice else {})
+    return options | ({"prompt": "zero-shot"} if adapter else {})
 
 
 def run_squad(args: argparse.Namespace) -> dict[str, Any]:
@@ -285,11 +287,17 @@ def run_squad(args: argparse.Namespace) -> dict[str, Any]:
         print(f"store: {len(report.added)} articles, {report.chunks} chunks", flush=True)
         retrieval = retrieval_upper_bound(store, [i for i in items if i["answerable"]], args.chunks)
         print(f"loading {args.model}", flush=True)
-        engine = load_engine(args.model, device="cpu")
+        engines = {"": load_engine(args.model, device="cpu")}
+        if any(style.startswith("adapter:") for style in args.styles):
+            if not args.adapter:
+                raise SystemExit("an adapter: answer style needs --adapter DIR")
+            print(f"loading {args.model} with the adapter {args.adapter}", flush=True)
+            engines["adapter"] = load_engine(args.model, device="cpu", adapter=args.adapter)
         for n, item in enumerate(items, start=1):
             defaults = AnswerConfig()  # retrieve as ask() does, once for all the styles
             hits = store.search(item["question"], mode=defaults.mode, top_k=defaults.chunks)
             for style in args.styles:
+                engine = engines[style.rpartition(":")[0]]
                 answerer = Answerer(store, engine, AnswerConfig(**style_options(style)))
                 start = time.perf_counter()
                 answer = answerer.stream(item["question"], hits=hits).result()
@@ -370,8 +378,10 @@ def main() -> int:
         "--answer-styles",
         default="free",
         help="comma-separated answer styles (free, extractive, auto; extractive+likelihood chooses the span by "
-        "likelihood); --set squad compares them, the guide set uses the first",
+        "likelihood; adapter:STYLE answers with the --adapter engine); --set squad compares them, the guide "
+        "set uses the first",
     )
+    parser.add_argument("--adapter", help="a LoRA adapter (or run folder) for the adapter: styles")
     parser.add_argument("--min-relevance", type=float, default=0.0, help="the relevance gate (0: off)")
     parser.add_argument("--limit", type=int, default=0, help="only the first N questions")
     parser.add_argument("--verbose", action="store_true", help="print every answer")

@@ -4,7 +4,9 @@ It is `llmlab ask` with a question the guide answers: the first run builds the g
 prepares the packaged chat model (about a minute on a laptop CPU); later runs start in seconds. The demo
 answers extractively (`--answer-style extractive`): a free answer from the 135M model depends on the CPU's
 kernels (on an AMD EPYC its int8 and bf16 paths refuse the demo question that fp32 answers), while the quote
-it copies from the cited block is the same sentence on every path measured.
+it copies from the cited block is the same sentence on every path measured. It runs the base model
+(`--adapter none`): with the grounded-answer adapter that `rag ask` uses by default, SmolLM2 quotes the wrong
+sentence for this question.
 """
 
 from __future__ import annotations
@@ -27,7 +29,9 @@ def register(subparsers: Any) -> None:
     )
     demo.add_argument("--question", default=DEMO_QUESTION, help=f"what to ask (default: {DEMO_QUESTION!r})")
     _add_answer_arguments(demo)
-    demo.set_defaults(func=run_demo, answer_style="extractive")
+    # The base model copying a span: the grounded-answer adapter (rag ask's default) quotes the wrong sentence
+    # for the demo's question ("a half-written or corrupted cache"); --adapter auto shows it.
+    demo.set_defaults(func=run_demo, answer_style="extractive", adapter="none")
 
 
 def run_demo(args: argparse.Namespace) -> int:

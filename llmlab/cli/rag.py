@@ -169,10 +169,17 @@ def run_ingest(args: argparse.Namespace) -> int:
 
 
 def _load_engine(args: argparse.Namespace) -> Any:
-    """The decoding engine for --model/--device/--precision (tests replace this with a scripted fake)."""
+    """The decoding engine for --model/--device/--precision and the grounded-answer --adapter, merged into
+    the weights (tests replace this with a scripted fake)."""
     from llmlab.cli.session import load_engine
+    from llmlab.rag.adapter import answer_adapter
+    from llmlab.rag.answer import AnswerConfig
 
-    return load_engine(args)[1]
+    adapter = answer_adapter(getattr(args, "adapter", AnswerConfig.adapter), args.model)  # unset: the default
+    settings = argparse.Namespace(
+        **{**vars(args), "adapter": adapter and str(adapter), "merge_adapter": True}
+    )
+    return load_engine(settings)[1]
 
 
 def make_answerer(args: argparse.Namespace, store: Store) -> Answerer:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from llmlab.cli.output import err_console
@@ -119,10 +120,12 @@ def load_engine(args: argparse.Namespace) -> tuple[Any, Any]:
             from llmlab.peft.checkpoint import load_adapter
             from llmlab.peft.peft_format import merge_lora_adapter, runs_only_merged
 
-            if runs_only_merged(adapter):  # LoRA on embeddings or GPT-2's Conv1D: merged in place
-                merge_lora_adapter(loaded.model, adapter, inplace=True)
+            if getattr(args, "merge_adapter", False) or runs_only_merged(adapter):
+                merge_lora_adapter(loaded.model, adapter, inplace=True)  # rag's answer adapter; embeddings
             else:  # unmerged, any kind; the engine runs it (a soft prompt as a prefix)
                 load_adapter(loaded.model, adapter)
         load_adapters(loaded.model, adapters)
         engine = Engine.from_loaded(loaded, precision=args.precision)
+        if adapter:
+            engine.adapter = Path(adapter)
     return loaded, engine

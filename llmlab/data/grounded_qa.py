@@ -1,5 +1,7 @@
-"""Grounded-answer examples from a reading-comprehension set in SQuAD's format (Rajpurkar et al., 2018, "Know
-What You Don't Know: Unanswerable Questions for SQuAD", ACL).
+"""Grounded-answer examples from a reading-comprehension set: SQuAD's JSON format (Rajpurkar et al., 2018, "Know
+What You Don't Know: Unanswerable Questions for SQuAD", ACL) or FairytaleQA's CSV folders (Xu et al., 2022,
+"Fantastic Questions and Where to Find Them: FairytaleQA", ACL; its explicit questions, whose answers are
+phrases of one story section).
 
 One example = numbered context blocks + a question -> a short answer and the number of the block that holds
 it, or no answer ("not in the documents"). Blocks are whole paragraphs, as a retriever returns chunks:
@@ -14,11 +16,13 @@ Distractors are the paragraphs of the same article that share the most words wit
 negatives, like a retriever's next hits). The record keeps the fields, not a rendered prompt, so the
 trainer renders them with the grounded prompt of its time. Records:
 `{"id", "question", "blocks": [...], "answer": str | None, "block": int | None, "kind"}`.
+`chat_example` renders a record as the chat turns `finetune lora` trains on (the answer styles' prompts).
 Tests: tests/data/test_grounded_qa.py
 """
 
 from __future__ import annotations
 
+import csv
 import json
 import random
 import re
@@ -71,6 +75,75 @@ def read_squad(path: str | Path) -> list[Article]:
             ]
             paragraphs.append(Paragraph(p["context"].strip(), questions))
         articles.append(Article(a["title"].replace("_", " "), paragraphs))
+    return articles
+
+
+def _pieces(text: str, max_words: int) -> list[str]:
+    """`text` cut at sentence ends into pieces of at most about `max_words` words (a retriever's chunks)."""
+    pieces: list[str] = []
+    current: list[str] = []
+    for sentence in re.split(r"(?<=[.!?\"])\s+(?=[A-Z\"])", text):
+        if current and len(" ".join([*current, sentence]).split()) > max_words:
+            pieces.append(" ".join(current))
+            current = []
+        current.append(sentence)
+    if current:
+        pieces.append(" ".join(current))
+    return pieces
+
+
+def read_fairytaleqa(
+    folder: str | Path,
+    split: str = "train",
+    max_answer_words: int | None = None,
+    max_block_words: int = 90,
+) -> list[Article]:
+    """The stories of one FairytaleQA split as articles. Each story section is cut at sentence ends into
+    paragraphs of at most about `max_block_words` words (a retriever's chunks), and each explicit question
+    about one section is kept when its first answer occurs in one paragraph of it (the answer is that
+    paragraph's own text, its case included, so it can be copied word for word). `max_answer_words` drops
+    questions with longer answers (short answers are what a grounded reply should quote).
+
+    `folder` is a checkout of github.com/uci-soe/FairytaleQAData (`data-by-train-split/` inside)."""
+    root = Path(folder) / "data-by-train-split"
+    stories = sorted((root / "section-stories" / split).glob("*-story.csv"))
+    if not stories:
+        raise DataError(
+            f"no FairytaleQA stories under {root / 'section-stories' / split}; give a checkout of "
+            "uci-soe/FairytaleQAData (the folder that holds data-by-train-split/)",
+            str(folder),
+        )
+    articles = []
+    for story in stories:
+        name = story.name.removesuffix("-story.csv")
+        sections: dict[str, str] = {}
+        with story.open(encoding="utf-8", newline="") as f:
+            for row in csv.DictReader(f):
+                sections[row["section"].strip()] = " ".join(row["text"].split())
+        pieces = {key: _pieces(text, max_block_words) for key, text in sections.items()}
+        questions: dict[tuple[str, int], list[Question]] = {}
+        path = root / "questions" / split / f"{name}-questions.csv"
+        with path.open(encoding="utf-8", newline="") as f:
+            for row in csv.DictReader(f):
+                section = row["cor_section"].strip()
+                answer = " ".join(row["answer1"].split()).strip(" .")
+                if row["ex-or-im1"].strip() != "explicit" or section not in sections or not answer:
+                    continue
+                if max_answer_words is not None and len(answer.split()) > max_answer_words:
+                    continue
+                for i, piece in enumerate(pieces[section]):
+                    at = piece.lower().find(answer.lower())
+                    if at >= 0:
+                        qid = f"{name}-{row['question_id'].strip()}"
+                        found = Question(qid, row["question"].strip(), [piece[at : at + len(answer)]])
+                        questions.setdefault((section, i), []).append(found)
+                        break
+        paragraphs = [
+            Paragraph(piece, questions.get((key, i), []))
+            for key in sections
+            for i, piece in enumerate(pieces[key])
+        ]
+        articles.append(Article(name.replace("-", " "), paragraphs))
     return articles
 
 
@@ -145,4 +218,24 @@ def _example(
         "answer": answer if kind == "answerable" else None,
         "block": block,
         "kind": kind,
+    }
+
+
+def chat_example(record: dict[str, Any], style: str) -> dict[str, Any]:
+    """A grounded record as one training conversation in `style`'s zero-shot prompt (free: "answer [n]." or
+    the not-found reply; extractive: the answer phrase alone, as the span decoding copies it)."""
+    from llmlab.prompting.grounded import NOT_FOUND, STYLES, user_turn
+
+    rules = STYLES[style][0]
+    if record["answer"] is None:
+        reply = NOT_FOUND
+    elif style == "free":
+        reply = f"{record['answer']} [{record['block']}]."
+    else:
+        reply = record["answer"]
+    return {
+        "messages": [
+            {"role": "user", "content": user_turn(record["question"], record["blocks"], rules)},
+            {"role": "assistant", "content": reply},
+        ]
     }

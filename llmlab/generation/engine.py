@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -58,6 +59,9 @@ class Engine:
         if precision not in PRECISIONS:
             raise ConfigError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
         self.model, self.tokenizer, self.kind = model, tokenizer, kind
+        self.adapter: Path | None = None
+        """The LoRA adapter merged into the weights when the engine was loaded with one (rag answers use
+        it to choose their prompt)."""
         self.threads = DecodingThreads()  # follows the load: a busy machine must not stall decoding
         self.backend: Backend = make_backend(model, kind, precision, tokenizer)
         self.context_length = self._context_length(model.config)
@@ -189,8 +193,20 @@ def check_generates(loaded: Any) -> None:
         raise ModelError(f"{loaded.name} is an encoder-only model: it embeds text but cannot generate")
 
 
-def load_engine(model: str, device: str = "auto", precision: str = "auto") -> Engine:
-    """A decoding Engine for a packaged model name, checkpoint folder or .gguf file."""
+def load_engine(
+    model: str, device: str = "auto", precision: str = "auto", adapter: str | Path | None = None
+) -> Engine:
+    """A decoding Engine for a packaged model name, checkpoint folder or .gguf file; `adapter` (a LoRA
+    adapter or training run folder) is merged into the weights first, so it costs nothing per token."""
     from llmlab.models import load_model
 
-    return Engine.from_loaded(load_model(model, device=device), precision=precision)
+    loaded = load_model(model, device=device)
+    if adapter is not None:
+        from llmlab.peft.checkpoint import resolve_adapter_folder
+        from llmlab.peft.peft_format import merge_lora_adapter
+
+        adapter = resolve_adapter_folder(str(adapter))
+        merge_lora_adapter(loaded.model, adapter, inplace=True)
+    engine = Engine.from_loaded(loaded, precision=precision)
+    engine.adapter = None if adapter is None else Path(adapter)
+    return engine

@@ -79,8 +79,12 @@ class AnswerConfig:
     """Chunks retrieved and put in the prompt as numbered context blocks (--top-k is sampling's)."""
     mode: str = "hybrid"
     """Retrieval: hybrid (BM25 + dense), dense, or bm25."""
-    prompt: str = "few-shot"
-    """few-shot (two worked examples before the question) or zero-shot."""
+    prompt: str = "auto"
+    """few-shot (two worked examples before the question), zero-shot, or auto: zero-shot when the engine
+    runs a grounded-answer adapter (trained on zero-shot prompts), else few-shot."""
+    adapter: str = "auto"
+    """The grounded-answer adapter merged into the model when it loads (llmlab/rag/adapter.py): auto (the
+    packaged one with the packaged model), none, or an adapter folder."""
     max_prompt_tokens: int = 2048
     """Token budget of the prompt; the lowest-ranked blocks are dropped to fit (never more than the
     model's context window minus --max-new-tokens)."""
@@ -102,8 +106,8 @@ class AnswerConfig:
             raise ConfigError(f"--chunks must be at least 1, got {self.chunks}")
         if self.mode not in MODES:
             raise ConfigError(f"--mode must be one of {', '.join(MODES)}, got {self.mode!r}")
-        if self.prompt not in PROMPTS:
-            raise ConfigError(f"--prompt must be one of {', '.join(PROMPTS)}, got {self.prompt!r}")
+        if self.prompt not in (*PROMPTS, "auto"):
+            raise ConfigError(f"--prompt must be one of auto, {', '.join(PROMPTS)}, got {self.prompt!r}")
         if self.answer_style not in ANSWER_STYLES:
             raise ConfigError(
                 f"--answer-style must be one of {', '.join(ANSWER_STYLES)}, got {self.answer_style!r}"
@@ -358,7 +362,7 @@ class Answerer:
         hits = self.retrieve(query) if hits is None else list(hits)
         style = self.style
         prompt = build_prompt(
-            ask_as or question, hits, self.engine.tokenizer, self.budget, self.config.prompt, style
+            ask_as or question, hits, self.engine.tokenizer, self.budget, self.prompt_style, style
         )
         relevance = max((h.scores["dense"] for h in hits if "dense" in h.scores), default=None)
         gated = relevance is not None and relevance < self.config.min_relevance
@@ -380,6 +384,14 @@ class Answerer:
 
     def answer(self, question: str, *, query: str | None = None) -> Answer:
         return self.stream(question, query=query).result()
+
+    @property
+    def prompt_style(self) -> str:
+        """The grounded prompt: --prompt, where auto is zero-shot when the engine runs a grounded-answer
+        adapter (it was trained on zero-shot prompts) and few-shot otherwise."""
+        if self.config.prompt != "auto":
+            return self.config.prompt
+        return "zero-shot" if getattr(self.engine, "adapter", None) is not None else "few-shot"
 
     @property
     def style(self) -> str:
@@ -440,12 +452,14 @@ def _no_embed(texts: Sequence[str]) -> Any:
     raise AssertionError("nothing to attribute without context blocks")
 
 
-def load_engine(model: str, device: str = "auto", precision: str = "auto") -> AnswerEngine:
-    """A decoding Engine for a packaged model name, checkpoint folder or .gguf file
-    (`llmlab.generation.load_engine`)."""
+def load_engine(
+    model: str, device: str = "auto", precision: str = "auto", adapter: str | Path | None = None
+) -> AnswerEngine:
+    """A decoding Engine for a packaged model name, checkpoint folder or .gguf file, with an optional LoRA
+    `adapter` merged in (`llmlab.generation.load_engine`)."""
     from llmlab.generation.engine import load_engine as load
 
-    engine: AnswerEngine = load(model, device, precision)
+    engine: AnswerEngine = load(model, device, precision, adapter)
     return engine
 
 
@@ -469,9 +483,12 @@ def ask_stream(
         model: the generating model (default smollm2-135m-instruct), unless `engine` is given.
     """
     from llmlab.models.registry import DEFAULT_CHAT_MODEL
+    from llmlab.rag.adapter import answer_adapter
     from llmlab.rag.store import Store
 
-    engine = engine or load_engine(model or DEFAULT_CHAT_MODEL)
+    if engine is None:
+        adapter = answer_adapter((config or AnswerConfig()).adapter, model)
+        engine = load_engine(model or DEFAULT_CHAT_MODEL, adapter=adapter)
     if isinstance(store, str):
         with Store.open(store, create=False) as opened:
             stream = Answerer(opened, engine, config, generation).stream(question)

@@ -223,7 +223,7 @@ def test_ask_errors(capsys, kb, monkeypatch, tiny_tok):
     code, _, err = run(capsys, "rag", "ask", "anything?", "--store", "empty")
     assert code == 2 and "holds no documents; add some with: llmlab rag ingest PATH --store NAME" in err
     code, _, err = run(capsys, "rag", "ask", "q?", "--store", "kb", "--prompt", "ten-shot")
-    assert code == 2 and "error: --prompt must be one of few-shot, zero-shot, got 'ten-shot'" in err
+    assert code == 2 and "error: --prompt must be one of auto, few-shot, zero-shot, got 'ten-shot'" in err
 
 
 def test_chat_rewrites_follow_ups_and_resets(capsys, kb, monkeypatch, tiny_tok):

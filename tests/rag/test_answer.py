@@ -170,7 +170,9 @@ def test_empty_store_is_an_error(tiny_tok, tmp_path):
 
 
 def test_answer_config_errors():
-    with pytest.raises(ConfigError, match="--prompt must be one of few-shot, zero-shot, got 'two-shot'"):
+    with pytest.raises(
+        ConfigError, match="--prompt must be one of auto, few-shot, zero-shot, got 'two-shot'"
+    ):
         AnswerConfig(prompt="two-shot")
     with pytest.raises(ConfigError, match="--mode must be one of hybrid, dense, bm25"):
         AnswerConfig(mode="fuzzy")

@@ -89,3 +89,31 @@ def test_extractive_answers_quote_the_block_they_cite(guide, engine, question, s
     (block,) = answer.citations
     assert answer.text in answer.hits[block - 1].chunk.text
     assert [s.block for s in answer.sources] == [block] and answer.text in answer.sources[0].snippet
+
+
+@pytest.fixture(scope="module")
+def notes(tmp_path_factory):
+    store = Store.open(str(tmp_path_factory.mktemp("notes") / "notes.sqlite"))
+    store.ingest([Path(__file__).parents[1] / "fixtures" / "docs" / "rag" / "notes"])
+    yield store
+    store.close()
+
+
+@pytest.fixture(scope="module")
+def adapted(llmlab_cache):
+    """SmolLM2 with the packaged grounded-answer adapter merged in, as `rag ask` loads it by default."""
+    from llmlab.rag.adapter import GROUNDED_ADAPTER
+    from llmlab.rag.answer import load_engine
+
+    return load_engine("smollm2-135m-instruct", "cpu", adapter=GROUNDED_ADAPTER)
+
+
+@pytest.mark.parametrize("style", ["free", "extractive"])
+def test_the_grounded_adapter_answers_short_and_cited(notes, adapted, style):
+    """With the adapter the answer is the phrase, not a sentence restating the question (without it SmolLM2
+    wrote "Printer error E-204 means ..." or quoted a radiator note); the prompt is zero-shot."""
+    answerer = Answerer(notes, adapted, AnswerConfig(answer_style=style))
+    assert answerer.prompt_style == "zero-shot"
+    answer = answerer.answer("What does printer error E-204 mean?")
+    assert "paper jam" in answer.text and len(answer.text.split()) <= 8
+    assert [Path(s.hit.chunk.source).name for s in answer.sources] == ["errors.txt"]
