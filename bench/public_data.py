@@ -1,7 +1,9 @@
 """Where the benches find public data sets: a cache folder outside the repository.
 
-Public data fetched from other repositories is never committed here. Each set has a folder
-`bench/data/NAME/` in the repository with a README (source, commit, licence, split, how the subset is drawn)
+Public data fetched from other repositories is not committed here, with one exception: the grounded-answer
+adapter's training records (bench/data/grounded-answers/train.jsonl.xz, from a training split, Apache-2.0),
+which `make adapter` trains from, as the adapter it ships must be reproducible from the repository. Each set
+has a folder `bench/data/NAME/` in the repository with a README (source, commit, licence, split, how the subset is drawn)
 and a `build.py` that writes the subset into `$LLMLAB_DATA/NAME` (default `~/.cache/llmlab/data/NAME`, or
 `$LLMLAB_CACHE/data/NAME` when only LLMLAB_CACHE is set). Benches read it from there and, when it is missing,
 stop with the command that builds it.
