@@ -29,7 +29,8 @@ from llmlab.cli.rag_output import (
 )
 
 if TYPE_CHECKING:
-    from llmlab.rag.answer import Answer, Answerer, AnswerStream
+    from llmlab.rag.answer import Answerer, AnswerStream
+    from llmlab.rag.result import Answer
     from llmlab.rag.store import Store
 
 DEFAULT_STORE = "default"
@@ -176,10 +177,8 @@ def _load_engine(args: argparse.Namespace) -> Any:
     from llmlab.rag.answer import AnswerConfig
 
     adapter = answer_adapter(getattr(args, "adapter", AnswerConfig.adapter), args.model)  # unset: the default
-    settings = argparse.Namespace(
-        **{**vars(args), "adapter": adapter and str(adapter), "merge_adapter": True}
-    )
-    return load_engine(settings)[1]
+    settings = argparse.Namespace(**{**vars(args), "adapter": adapter and str(adapter)})
+    return load_engine(settings, merge=True)[1]
 
 
 def make_answerer(args: argparse.Namespace, store: Store) -> Answerer:

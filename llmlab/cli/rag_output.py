@@ -13,8 +13,9 @@ from rich.markup import escape
 from llmlab.cli.output import console, err_console, print_table
 
 if TYPE_CHECKING:
-    from llmlab.rag.answer import Answer, AnswerStream
+    from llmlab.rag.answer import AnswerStream
     from llmlab.rag.ingest import IngestReport
+    from llmlab.rag.result import Answer
 
 
 class IngestBar:
@@ -110,7 +111,7 @@ def hide_password(url: str) -> str:
 
 
 def print_context(stream: AnswerStream, root: Path | None) -> None:
-    from llmlab.rag.answer import source_label
+    from llmlab.rag.result import source_label
 
     for n, hit in enumerate(stream.prompt.hits, start=1):
         label = source_label(hit.chunk, root) if root else display_path(source_label(hit.chunk))
@@ -125,7 +126,7 @@ def print_context(stream: AnswerStream, root: Path | None) -> None:
 
 def print_sources(answer: Answer, root: Path | None) -> None:
     """The numbered sources under a streamed answer, each with its location and supporting snippet."""
-    from llmlab.rag.answer import source_label
+    from llmlab.rag.result import source_label
 
     if answer.invalid_citations:
         numbers = ", ".join(f"[{n}]" for n in answer.invalid_citations)
@@ -209,7 +210,7 @@ def print_hits(hits: list[Any], mode: str) -> None:
 def _short_label(chunk: Any, width: int) -> str:
     """The source label with its path on one line of `width` (its end kept), then page and headings, which
     wrap at spaces."""
-    from llmlab.rag.answer import source_label
+    from llmlab.rag.result import source_label
 
     label = display_path(source_label(chunk))
     where = display_path(chunk.source)

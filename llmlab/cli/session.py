@@ -90,11 +90,12 @@ def decode_hooks(model: Any) -> dict[str, Any]:
     return {} if prompt is None else {"prefix_embeds": prompt}
 
 
-def load_engine(args: argparse.Namespace) -> tuple[Any, Any]:
+def load_engine(args: argparse.Namespace, *, merge: bool = False) -> tuple[Any, Any]:
     """(LoadedModel, Engine) for the --model/--device/--precision flags and the verb's adapters, with a
     spinner while loading. Every verb loads this way: `eval run --adapter DIR` puts one adapter of any kind
     (LoRA, prompt tuning, bottleneck adapters, selective; an adapter or run folder, llmlab's or peft's) on the
-    model; `generate`/`chat --adapter [NAME=]DIR` put adapters on the model unmerged (the first active)."""
+    model; `generate`/`chat --adapter [NAME=]DIR` put adapters on the model unmerged (the first active).
+    `merge=True` merges the one LoRA `args.adapter` into the weights (rag's answer adapter: nothing per token)."""
     from llmlab.generation import Engine
     from llmlab.generation.engine import check_generates
     from llmlab.models import load_model
@@ -120,8 +121,8 @@ def load_engine(args: argparse.Namespace) -> tuple[Any, Any]:
             from llmlab.peft.checkpoint import load_adapter
             from llmlab.peft.peft_format import merge_lora_adapter, runs_only_merged
 
-            if getattr(args, "merge_adapter", False) or runs_only_merged(adapter):
-                merge_lora_adapter(loaded.model, adapter, inplace=True)  # rag's answer adapter; embeddings
+            if merge or runs_only_merged(adapter):  # runs_only_merged: LoRA on embeddings, GPT-2's Conv1D
+                merge_lora_adapter(loaded.model, adapter, inplace=True)
             else:  # unmerged, any kind; the engine runs it (a soft prompt as a prefix)
                 load_adapter(loaded.model, adapter)
         load_adapters(loaded.model, adapters)

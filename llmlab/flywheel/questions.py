@@ -120,7 +120,8 @@ def ask_questions(
 
     Returns counts: train, heldout, and how many questions retrieval found a passage with the answer for.
     """
-    from llmlab.rag.answer import AnswerConfig, Answerer, answer_generation, load_engine, source_label
+    from llmlab.rag.answer import AnswerConfig, Answerer, answer_generation, load_engine
+    from llmlab.rag.result import source_label
     from llmlab.rag.store import Store
 
     out = Path(out)

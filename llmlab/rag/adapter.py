@@ -14,26 +14,26 @@ Tests: tests/rag/test_adapter.py; measured by bench/rag_answers.py (`adapter:` a
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 GROUNDED_ADAPTER = Path(__file__).parent / "adapters" / "grounded-smollm2-135m"
-"""The packaged grounded-answer adapter (for smollm2-135m-instruct)."""
-ADAPTED_MODELS = ("smollm2-135m-instruct", "smollm2-135m")
-"""Model names --adapter auto puts the packaged adapter on."""
+"""The packaged grounded-answer adapter; its llmlab_adapter.json names the model it was trained on."""
 
 
 def answer_adapter(setting: str | None, model: str | None) -> Path | None:
-    """The adapter folder to answer with: `auto` is the packaged grounded adapter for the packaged model
-    (none for other models, or when the package was built without it), `none` is no adapter, anything
-    else a LoRA adapter or training run folder."""
+    """The adapter folder to answer with: `auto` is the packaged grounded adapter when `model` is the one it
+    was trained on (none for other models, or when the package was built without it), `none` is no adapter,
+    anything else a LoRA adapter or training run folder."""
     from llmlab.models.registry import DEFAULT_CHAT_MODEL
+    from llmlab.peft.checkpoint import LLMLAB_CONFIG, resolve_adapter_folder
 
     if setting in (None, "", "none", "off"):
         return None
     if setting == "auto":
-        name = (model or DEFAULT_CHAT_MODEL).lower()
-        found = (GROUNDED_ADAPTER / "adapter_model.safetensors").is_file()
-        return GROUNDED_ADAPTER if name in ADAPTED_MODELS and found else None
-    from llmlab.peft.checkpoint import resolve_adapter_folder
-
+        try:
+            base = json.loads((GROUNDED_ADAPTER / LLMLAB_CONFIG).read_text(encoding="utf-8"))["base_model"]
+        except (OSError, ValueError, KeyError):
+            return None  # a package built without the adapter
+        return GROUNDED_ADAPTER if (model or DEFAULT_CHAT_MODEL).lower() == base else None
     return Path(resolve_adapter_folder(setting))  # a clear ConfigError when it is not an adapter folder

@@ -34,8 +34,10 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from llmlab.rag.result import Answer
+
 if TYPE_CHECKING:
-    from llmlab.rag.answer import Answer, GroundedPrompt
+    from llmlab.rag.answer import GroundedPrompt
 
 REPLACEMENT = "\ufffd"
 
@@ -241,10 +243,9 @@ def extractive_answer(
     stop: Sequence[str],
     query: str = "",
 ) -> Answer:
-    """The Answer (rag/answer.py) for ids copied under `constraint`: the span's own text from its block (cut at a stop
+    """The Answer (rag/result.py) for ids copied under `constraint`: the span's own text from its block (cut at a stop
     string, as the stream was), cited as that block; NOT_FOUND (the last sequence) cites nothing."""
     from llmlab.prompting.grounded import NOT_FOUND
-    from llmlab.rag.answer import Answer
     from llmlab.rag.citations import Attribution, Source, passages
 
     span = constraint.span(ids)

@@ -69,16 +69,21 @@ def test_the_cli_merges_the_resolved_adapter(monkeypatch):
     from llmlab.cli import rag
 
     seen = []
-    monkeypatch.setattr("llmlab.cli.session.load_engine", lambda args: seen.append(args) or (None, "engine"))
+
+    def load(args, merge=False):
+        seen.append((args, merge))
+        return None, "engine"
+
+    monkeypatch.setattr("llmlab.cli.session.load_engine", load)
     base = {"model": "smollm2-135m-instruct", "device": "cpu", "precision": "auto"}
     assert rag._load_engine(argparse.Namespace(**base)) == "engine"  # --adapter not given: auto
-    assert seen[-1].adapter == str(GROUNDED_ADAPTER) and seen[-1].merge_adapter
+    assert seen[-1][0].adapter == str(GROUNDED_ADAPTER) and seen[-1][1]  # merged into the weights
     rag._load_engine(argparse.Namespace(**base, adapter="auto"))
-    assert seen[-1].adapter == str(GROUNDED_ADAPTER)
+    assert seen[-1][0].adapter == str(GROUNDED_ADAPTER)
     rag._load_engine(argparse.Namespace(**base, adapter="none"))
-    assert seen[-1].adapter is None
+    assert seen[-1][0].adapter is None
     rag._load_engine(argparse.Namespace(**base | {"model": "gpt2"}, adapter="auto"))
-    assert seen[-1].adapter is None
+    assert seen[-1][0].adapter is None
 
 
 def test_make_adapter_trains_what_is_packaged():

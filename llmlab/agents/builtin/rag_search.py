@@ -14,7 +14,7 @@ def format_hits(hits: list[Any], max_chars: int = MAX_CHARS) -> str:
     `[1] notes/kettle.md › Descaling: text...`."""
     import os
 
-    from llmlab.rag.answer import source_label
+    from llmlab.rag.result import source_label
 
     if not hits:
         return "no results"
