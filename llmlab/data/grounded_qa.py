@@ -92,6 +92,29 @@ def _pieces(text: str, max_words: int) -> list[str]:
     return pieces
 
 
+def _explicit_questions(
+    path: Path, story: str, pieces: dict[str, list[str]], max_answer_words: int | None
+) -> dict[tuple[str, int], list[Question]]:
+    """A story's explicit questions by (section, piece): each where its first answer occurs first, with the
+    piece's own text of the answer; questions whose answer is in no piece, or too long, are left out."""
+    found: dict[tuple[str, int], list[Question]] = {}
+    with path.open(encoding="utf-8", newline="") as f:
+        for row in csv.DictReader(f):
+            section = row["cor_section"].strip()
+            answer = " ".join(row["answer1"].split()).strip(" .")
+            if row["ex-or-im1"].strip() != "explicit" or section not in pieces or not answer:
+                continue
+            if max_answer_words is not None and len(answer.split()) > max_answer_words:
+                continue
+            at = [(i, piece.lower().find(answer.lower())) for i, piece in enumerate(pieces[section])]
+            i, start = next(((i, start) for i, start in at if start >= 0), (-1, -1))
+            if i >= 0:
+                text = pieces[section][i][start : start + len(answer)]
+                qid = f"{story}-{row['question_id'].strip()}"
+                found.setdefault((section, i), []).append(Question(qid, row["question"].strip(), [text]))
+    return found
+
+
 def read_fairytaleqa(
     folder: str | Path,
     split: str = "train",
@@ -121,23 +144,8 @@ def read_fairytaleqa(
             for row in csv.DictReader(f):
                 sections[row["section"].strip()] = " ".join(row["text"].split())
         pieces = {key: _pieces(text, max_block_words) for key, text in sections.items()}
-        questions: dict[tuple[str, int], list[Question]] = {}
         path = root / "questions" / split / f"{name}-questions.csv"
-        with path.open(encoding="utf-8", newline="") as f:
-            for row in csv.DictReader(f):
-                section = row["cor_section"].strip()
-                answer = " ".join(row["answer1"].split()).strip(" .")
-                if row["ex-or-im1"].strip() != "explicit" or section not in sections or not answer:
-                    continue
-                if max_answer_words is not None and len(answer.split()) > max_answer_words:
-                    continue
-                for i, piece in enumerate(pieces[section]):
-                    at = piece.lower().find(answer.lower())
-                    if at >= 0:
-                        qid = f"{name}-{row['question_id'].strip()}"
-                        found = Question(qid, row["question"].strip(), [piece[at : at + len(answer)]])
-                        questions.setdefault((section, i), []).append(found)
-                        break
+        questions = _explicit_questions(path, name, pieces, max_answer_words)
         paragraphs = [
             Paragraph(piece, questions.get((key, i), []))
             for key in sections
