@@ -35,7 +35,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from agent_tasks import DEV, TASKS, load_tasks, score_call, task_tools
+from agent_tasks import DEV, TASKS, load_parallel, load_tasks, score_call, score_calls, task_tools
 from bfcl_checker import check
 from public_data import data_dir
 
@@ -103,6 +103,12 @@ def run_project(engine: Any, only: list[str] | None = None, dev: bool = False) -
             copy_arguments=False, optional_arguments="model"
         ),
         "constrained, channel scores, copied values (default)": CallerConfig(),
+        "constrained, channel scores, copied values, likelihood values": CallerConfig(
+            value_choice="likelihood"
+        ),
+        "constrained, channel scores, copied values, likelihood-mean values": CallerConfig(
+            value_choice="likelihood-mean"
+        ),
     }
     out = {}
     configs = {k: v for k, v in configs.items() if only is None or any(o in k for o in only)}
@@ -116,6 +122,35 @@ def run_project(engine: Any, only: list[str] | None = None, dev: bool = False) -
         out[name]["seconds_per_task"] = (time.perf_counter() - started) / len(tasks)
         print(f"{label:8s} {name:52s} " + "  ".join(f"{k} {v:.0%}" for k, v in out[name].items() if k != "seconds_per_task")
               + f"  ({out[name]['seconds_per_task']:.1f} s/task)", flush=True)  # fmt: skip
+    return out
+
+
+def run_parallel(engine: Any, only: list[str] | None = None) -> dict[str, Any]:
+    """The parallel-call project tasks (train and dev splits), tool_choice "required", parallel=True."""
+    from llmlab.agents.caller import CallerConfig, ToolCaller
+
+    tools = task_tools()
+    configs = {
+        "probe (greedy: the model starts another call)": CallerConfig(parallel=True),
+        "scored next call": CallerConfig(parallel=True, next_call="score"),
+    }
+    out: dict[str, Any] = {}
+    configs = {k: v for k, v in configs.items() if only is None or any(o in k for o in only)}
+    for name, config in configs.items():
+        caller = ToolCaller(engine, tools, config)
+        for split in ("train", "dev"):
+            tasks, started = load_parallel(split), time.perf_counter()
+            scores = [
+                score_calls(t, caller.reply([{"role": "user", "content": t["request"]}], "required").calls)
+                for t in tasks
+            ]
+            row = {k: sum(s[k] for s in scores) / len(tasks) for k in ("valid", "count", "correct")}
+            several = [s for s, t in zip(scores, tasks, strict=True) if len(t["calls"]) > 1]
+            row["correct_several"] = sum(s["correct"] for s in several) / len(several)
+            row["seconds_per_task"] = (time.perf_counter() - started) / len(tasks)
+            out.setdefault(name, {})[split] = row
+            print(f"parallel {split:5s} {name:48s} valid {row['valid']:.0%}  count {row['count']:.0%}  correct {row['correct']:.0%}"
+                  f"  (several calls: {row['correct_several']:.0%})  ({row['seconds_per_task']:.1f} s/task)", flush=True)  # fmt: skip
     return out
 
 
@@ -169,6 +204,10 @@ def run_bfcl(
             "required",
         ),
         "constrained, required, copied values": (CallerConfig(parallel=True), "required"),
+        "constrained, required, copied values, scored next call": (
+            CallerConfig(parallel=True, next_call="score"),
+            "required",
+        ),
         "constrained, auto, the model decides": (CallerConfig(parallel=True, max_text_tokens=96), "auto"),
         "constrained, auto, channel abstention": (
             CallerConfig(parallel=True, max_text_tokens=96, abstain="channel"),
@@ -236,6 +275,8 @@ def main() -> None:
         results["project"] = run_project(engine, only)
     if "dev" in parts:
         results["dev"] = run_project(engine, only, dev=True)
+    if "parallel" in parts:
+        results["parallel"] = run_parallel(engine, only)
     if "bfcl" in parts:
         results["bfcl"] = run_bfcl(engine, args.limit, only, tuple(args.categories.split(",")))
     if args.json:

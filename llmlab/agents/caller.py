@@ -17,6 +17,7 @@ Tests: tests/agents/test_caller.py (scripted engine: each path; tiny random mode
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 import time
 from collections.abc import Mapping, Sequence
@@ -34,7 +35,13 @@ from llmlab.agents.arguments import (
 from llmlab.agents.json_constraint import FORMATS, resolve_tool_choice, tool_call_constraint
 from llmlab.agents.parsing import ToolCall, parse_tool_calls
 from llmlab.agents.prompt import LISTINGS, render
-from llmlab.agents.selection import SELECTIONS, channel_scores, direct_scores, no_tool_score
+from llmlab.agents.selection import (
+    SELECTIONS,
+    channel_scores,
+    direct_scores,
+    no_tool_score,
+    shared_prefix_logprobs,
+)
 from llmlab.agents.tools import Tool, as_tool
 from llmlab.errors import ConfigError
 from llmlab.generation.config import GenerationConfig
@@ -79,6 +86,14 @@ class CallerConfig:
     its name, appears in it) must be written, an optional enum or boolean it does not state is left out
     (its default stands), the required parameters are written first; model: the model decides whether to
     write each optional parameter."""
+    value_choice: str = "greedy"
+    """How a parameter's value is chosen among its candidates (its enum, or with copy_arguments the spans and
+    numbers of the conversation that fit its type): greedy (token by token under the grammar), likelihood
+    (each candidate scored by the model's log-probability of the call text with it, given the call so far;
+    the best one is written) or likelihood-mean (the same, divided by the candidate's token count)."""
+    next_call: str = "probe"
+    """With parallel, whether another call follows one: probe (greedy: the model starts `<tool_call>` right
+    away) or score (log P(another `<tool_call>`) against log P(end of turn) after the call)."""
 
     def __post_init__(self) -> None:
         if self.selection not in SELECTIONS:
@@ -92,6 +107,12 @@ class CallerConfig:
                 f"--optional-arguments must be one of {', '.join(OPTIONAL_POLICIES)}, "
                 f"got {self.optional_arguments!r}"
             )
+        if self.value_choice not in VALUE_CHOICES:
+            raise ConfigError(
+                f"--value-choice must be one of {', '.join(VALUE_CHOICES)}, got {self.value_choice!r}"
+            )
+        if self.next_call not in NEXT_CALLS:
+            raise ConfigError(f"--next-call must be one of {', '.join(NEXT_CALLS)}, got {self.next_call!r}")
         if self.abstain not in ABSTAIN:
             raise ConfigError(f"--abstain must be one of {', '.join(ABSTAIN)}, got {self.abstain!r}")
         if self.copy_arguments not in (None, True, False):
@@ -200,12 +221,20 @@ class ToolCaller:
         scores: dict[str, float] = {}
         while True:
             lead = fmt.separator if calls else ""
-            name, found = self._choose(prompt + written + lead, allowed, request, first=not calls)
+            name: str | None
+            found: dict[str, float]
+            if calls and c.next_call == "score":  # the rule found another value for the last call's tool
+                name, found = calls[-1].name, {}
+            else:
+                name, found = self._choose(prompt + written + lead, allowed, request, first=not calls)
             scores = scores or found
-            call_text = self._arguments(prompt + written + lead, allowed, name)
+            before = prompt + written + lead
+            call_text = self._arguments(before, allowed, name, calls)
             written += lead + call_text
             calls += parse_tool_calls(call_text, allowed).calls
-            if not (c.parallel and len(calls) < c.max_calls and self._another(prompt + written)):
+            if not (
+                c.parallel and len(calls) < c.max_calls and self._another(prompt + written, before, calls)
+            ):
                 break
         return Reply(
             written, written.split(fmt.trigger)[0].strip() if fmt.trigger else "", calls, scores=scores
@@ -228,8 +257,11 @@ class ToolCaller:
             scores = direct_scores(self.engine, context, allowed, self.fmt.open + '{"name": "')
         return max(scores, key=scores.__getitem__), scores
 
-    def _arguments(self, context: str, allowed: list[Tool], name: str | None) -> str:
-        """The call's text, from the opening tag to the closing one, its arguments decoded under the grammar."""
+    def _arguments(
+        self, context: str, allowed: list[Tool], name: str | None, earlier: Sequence[ToolCall] = ()
+    ) -> str:
+        """The call's text, from the opening tag to the closing one, its arguments decoded under the grammar
+        (then, with value_choice likelihood, each value with candidates chosen by scoring them)."""
         fmt = self.fmt
         choice: str | dict[str, Any]
         if name is None:
@@ -237,9 +269,10 @@ class ToolCaller:
         else:
             start = f'{fmt.open}{{"name": "{name}", "{fmt.arguments_key}": '
             choice = {"type": "function", "function": {"name": name}}
+        narrowed = self._argument_tools(allowed, earlier)
         hook = tool_call_constraint(
             self.engine.tokenizer,
-            self._argument_tools(allowed),
+            narrowed,
             choice,
             call_format=fmt.name,
             parallel=False,
@@ -247,14 +280,43 @@ class ToolCaller:
             vocab_size=getattr(self.engine.model.config, "vocab_size", None),
             eos_ids=sorted(self.engine.eos_ids),
             start_text=start,
-            arithmetic_numbers=self._numbers,
+            arithmetic_numbers=_numbers_left(self._numbers, self._texts, earlier),
         )
         out = self._generate(context + start, self.config.max_call_tokens, hook=hook)
-        return start + out.text
+        text = start + out.text
+        if self.config.value_choice != "greedy" and name is not None:
+            tool = next(t for t in narrowed if t.name == name)
+            text = self._likely_values(context, start, text, tool, allowed)
+        return text
 
-    def _argument_tools(self, allowed: list[Tool]) -> list[Tool]:
+    def _likely_values(self, context: str, start: str, text: str, tool: Tool, allowed: list[Tool]) -> str:
+        """The call `text` with each value that has candidates (an enum in the narrowed schema) replaced by
+        the candidate the model finds most likely after the call so far; parameters in the order written."""
+        parsed = parse_tool_calls(text, allowed).calls
+        props = tool.parameters.get("properties")
+        if len(parsed) != 1 or parsed[0].error is not None or not isinstance(props, Mapping):
+            return text
+        arguments = dict(parsed[0].arguments)
+        keys = list(arguments)
+        for i, key in enumerate(keys):
+            candidates = props.get(key, {}).get("enum") if isinstance(props.get(key), Mapping) else None
+            if not isinstance(candidates, list) or len(candidates) < 2:
+                continue
+            head = _json_object({k: arguments[k] for k in keys[:i]}, open_end=True) + json.dumps(key) + ": "
+            tail = ", " if i + 1 < len(keys) else "}"
+            conts = [json.dumps(v, ensure_ascii=False) + tail for v in candidates]
+            scored = shared_prefix_logprobs(self.engine, context + start + head, conts, keep=VALUE_BEAM)
+            self._usage[1] += sum(n for _, n in scored)
+            mean = self.config.value_choice == "likelihood-mean"
+            values = [total / n if mean else total for total, n in scored]
+            arguments[key] = candidates[max(range(len(values)), key=values.__getitem__)]
+        return start + _json_object(arguments) + "}" + self.fmt.close
+
+    def _argument_tools(self, allowed: list[Tool], earlier: Sequence[ToolCall] = ()) -> list[Tool]:
         """The tools as the grammar sees them: parameters narrowed by the argument policies (the calls are
-        still validated against the tools' own schemas)."""
+        still validated against the tools' own schemas). After earlier calls of a tool in the same reply, its
+        first parameter's candidates leave out the values those calls used (and spans that overlap them),
+        while others remain: "Paris and Rome" gives Rome to the second call."""
         stated_only = self.config.optional_arguments == "stated"
         if not (self.copy or stated_only):
             return allowed
@@ -265,14 +327,52 @@ class ToolCaller:
             params = stated_schema(t.parameters, "\n".join(texts)) if stated_only else dict(t.parameters)
             if self.copy:
                 params = copy_schema(params, span_list, number_list)
+            params = _unused_first(params, [c.arguments for c in earlier if c.name == t.name and not c.error])
             out.append(dataclasses.replace(t, parameters=params))
         return out
 
-    def _another(self, context: str) -> bool:
-        """After a call: does the model start another one right away?"""
+    def _another(self, context: str, before: str, calls: Sequence[ToolCall]) -> bool:
+        """After a call: does the model start another one right away (next_call probe), or does the request
+        hold another value for it (next_call score, see _another_scored)?"""
         marker = self.fmt.separator + self.fmt.trigger
+        if self.config.next_call == "score":
+            return self._another_scored(context, before, calls)
         probe = self._generate(context, len(self.engine.encode(marker)) + 2, [self.fmt.trigger])
         return self._wrote(probe, self.fmt.trigger) and not probe.text.strip()
+
+    def _another_scored(self, context: str, before: str, calls: Sequence[ToolCall]) -> bool:
+        """Another call of the last call's tool when the request holds a value for its first parameter that
+        no call has used yet and that the model finds about as likely there (log-probability at most
+        NEXT_CALL_MARGIN below) as the value the last call wrote, both scored at the start of a call; for a
+        parameter without candidates (an arithmetic expression): when a number of the request is unused.
+        The next call is then of the same tool."""
+        last, fmt = calls[-1] if calls else None, self.fmt
+        if last is None or last.error is not None or not fmt.trigger:
+            return False
+        tool = next((t for t in self._argument_tools(self.tools, calls) if t.name == last.name), None)
+        props = tool.parameters.get("properties") if tool is not None else None
+        if not isinstance(props, Mapping) or not props or next(iter(props)) not in last.arguments:
+            return False
+        key = next(iter(props))
+        enum = props[key].get("enum") if isinstance(props[key], Mapping) else None
+        if not isinstance(enum, list):
+            used_numbers = set(NUMBER.findall(json.dumps([c.arguments for c in calls])))
+            return any(str(n) not in used_numbers for n in numbers(self._texts))
+        used = [c.arguments[key] for c in calls if c.name == last.name and key in c.arguments]
+        left = [v for v in enum if not any(_overlaps(v, u) for u in used)]
+        if not left:
+            return False
+        start = f'{fmt.open}{{"name": "{last.name}", "{fmt.arguments_key}": {{{json.dumps(key)}: '
+        ((own, _),) = shared_prefix_logprobs(
+            self.engine, before + start, [json.dumps(last.arguments[key], ensure_ascii=False)]
+        )
+        scored = shared_prefix_logprobs(
+            self.engine,
+            context + fmt.separator + start,
+            [json.dumps(v, ensure_ascii=False) for v in left],
+            keep=VALUE_BEAM,
+        )
+        return max(total for total, _ in scored) >= own - NEXT_CALL_MARGIN
 
     def _wrote(self, out: Any, marker: str) -> bool:
         """Whether generation stopped at `marker` (the engine cuts stop strings from the text)."""
@@ -280,6 +380,10 @@ class ToolCaller:
 
 
 ABSTAIN = ("model", "channel")
+VALUE_CHOICES = ("greedy", "likelihood", "likelihood-mean")
+NEXT_CALLS = ("probe", "score")
+NEXT_CALL_MARGIN = 5.0  # nats; next_call score (set on the train split of parallel.jsonl)
+VALUE_BEAM = 16  # value_choice likelihood: candidates scored in full, the likeliest by their first token
 COPY_BELOW = 1_000_000_000  # copy_arguments=None: copy values for models with fewer parameters
 
 
@@ -317,3 +421,45 @@ def _last_user(messages: Sequence[Mapping[str, Any]]) -> str:
         if m.get("role") == "user" and isinstance(m.get("content"), str):
             return str(m["content"])
     return ""
+
+
+def _json_object(values: Mapping[str, Any], open_end: bool = False) -> str:
+    """`values` as the grammar writes an object ({"a": 1, "b": "x"}); open_end: without the closing brace,
+    ready for the next key."""
+    body = ", ".join(f"{json.dumps(k)}: {json.dumps(v, ensure_ascii=False)}" for k, v in values.items())
+    return "{" + body + (", " if body else "") if open_end else "{" + body + "}"
+
+
+def _overlaps(a: Any, b: Any) -> bool:
+    if isinstance(a, str) and isinstance(b, str):
+        return a.lower() in b.lower() or b.lower() in a.lower()
+    return bool(a == b)
+
+
+def _unused_first(params: dict[str, Any], earlier: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """`params` with its first property's enum rid of the values `earlier` calls gave it (and of strings
+    that contain one or lie inside one), when any candidate is left."""
+    props = params.get("properties")
+    if not earlier or not isinstance(props, Mapping) or not props:
+        return params
+    key = next(iter(props))
+    sub, used = props[key], [e[key] for e in earlier if key in e]
+    if not isinstance(sub, Mapping) or not isinstance(sub.get("enum"), list) or not used:
+        return params
+    left = [v for v in sub["enum"] if not any(_overlaps(v, u) for u in used)]
+    if not left:
+        return params
+    return {**params, "properties": {**props, key: {**sub, "enum": left}}}
+
+
+def _numbers_left(
+    found: list[str] | None, texts: Sequence[str], earlier: Sequence[ToolCall]
+) -> list[str] | None:
+    """The numbers a later call's arithmetic may use: those the conversation writes more often than the
+    earlier calls of the reply did (word numbers stay), or all of them when none is left."""
+    if found is None or not earlier:
+        return found
+    written = NUMBER.findall(" ".join(NOT_QUANTITIES.sub(" ", t).replace(",", "") for t in texts))
+    used = NUMBER.findall(" ".join(json.dumps(c.arguments) for c in earlier))
+    left = [n for n in found if n not in written or written.count(n) > used.count(n)]
+    return left or found

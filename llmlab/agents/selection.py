@@ -58,6 +58,54 @@ def continuation_logprobs(engine: Any, prompts: Sequence[str], continuations: Se
     return [float(sum((o.logprobs or [])[: len(x)])) for o, x in zip(outs, ids, strict=True)]
 
 
+def shared_prefix_logprobs(
+    engine: Any, prefix: str, continuations: Sequence[str], keep: int | None = None, chunk: int = 1
+) -> list[tuple[float, int]]:
+    """(log P(continuation | prefix), its token count) for each continuation of one shared prefix.
+
+    The prefix is prefilled once and its KV cache copied to a batch of continuations (right-padded: causal
+    attention never lets a real token see the padding after it), so scoring 40 candidate values costs one
+    long prefill and a short batched pass, not 40 long prefills. `keep`: only the `keep` continuations whose
+    first token is likeliest are scored in full (the others get -inf): a beam of width `keep` over the first
+    token, which bounds the cost of a long list of candidates. Engines without a decoder backend (test
+    doubles) go through `continuation_logprobs` and score every continuation."""
+    tokenizer = engine.tokenizer
+    ids = [list(tokenizer(c, add_special_tokens=False)["input_ids"]) for c in continuations]
+    forward = getattr(getattr(engine, "backend", None), "forward", None)
+    if forward is None or not hasattr(forward, "select_cache") or not all(ids):
+        sums = continuation_logprobs(engine, [prefix] * len(continuations), continuations)
+        return [(s, len(x)) for s, x in zip(sums, ids, strict=True)]
+    import copy
+
+    head = engine.encode(prefix)
+    device = getattr(forward, "device", torch.device("cpu"))
+    out = [(float("-inf"), len(x)) for x in ids]
+    with torch.inference_mode():
+        cache = forward.new_cache(1, len(head) + max(len(x) for x in ids))
+        positions = torch.arange(len(head), device=device)[None]
+        first = forward.forward(cache, positions, None, input_ids=torch.tensor([head], device=device))
+        first = torch.log_softmax(first.float(), dim=-1)[0]
+        order = sorted(range(len(ids)), key=lambda r: -float(first[ids[r][0]]))[: keep or len(ids)]
+        for start in range(0, len(order), chunk):
+            rows = order[start : start + chunk]
+            part = [ids[r] for r in rows]
+            width = max(len(x) for x in part)
+            if chunk > 1:
+                last = start + chunk >= len(order)  # the last chunk may take the prefix cache itself
+                batch = forward.select_cache(
+                    cache if last else copy.deepcopy(cache), torch.zeros(len(part), dtype=torch.long)
+                )
+            else:
+                batch = forward.crop_cache(cache, len(head))  # one row: reuse the cache, cut back each time
+            tokens = torch.tensor([x + [x[-1]] * (width - len(x)) for x in part], device=device)
+            steps = (len(head) + torch.arange(width, device=device))[None].expand(len(part), -1)
+            logits = forward.forward(batch, steps, None, input_ids=tokens, last_only=False)
+            picked = torch.log_softmax(logits[:, :-1].float(), dim=-1).gather(-1, tokens[:, 1:, None])[..., 0]
+            for i, (r, x) in enumerate(zip(rows, part, strict=True)):
+                out[r] = (float(first[x[0]]) + float(picked[i, : len(x) - 1].sum()), len(x))
+    return out
+
+
 def channel_scores(engine: Any, request: str, tools: Sequence[Tool]) -> dict[str, float]:
     """log P(request | tool description) per tool (noisy channel)."""
     prompts = [CHANNEL_TEMPLATE.format(name=t.name, description=t.description.strip()) for t in tools]
@@ -74,8 +122,8 @@ def no_tool_score(engine: Any, request: str) -> float:
 def direct_scores(engine: Any, prompt: str, tools: Sequence[Tool], opening: str) -> dict[str, float]:
     """log P(name | prompt + opening) per tool, where `opening` ends just before the name (e.g.
     `<tool_call>\\n{"name": "`); the closing quote is scored too, so a name cannot win as a prefix."""
-    scores = continuation_logprobs(engine, [prompt + opening] * len(tools), [t.name + '"' for t in tools])
-    return dict(zip((t.name for t in tools), scores, strict=True))
+    scores = shared_prefix_logprobs(engine, prompt + opening, [t.name + '"' for t in tools])
+    return dict(zip((t.name for t in tools), (total for total, _ in scores), strict=True))
 
 
 def _vocab_size(engine: Any) -> int:
