@@ -402,3 +402,14 @@ def test_copyright_source_and_comment_notes_at_the_end_are_dropped_and_prose_abo
     )
     assert _body_text(policy).endswith(BODY[-1] + "\n\n" + prose)
     assert _body_text(_article(end="<p>© Courier wires</p>")).endswith("© Courier wires")
+
+
+def test_text_after_a_heading_or_paragraph_outside_any_block_is_kept_as_a_paragraph():
+    """trafilatura leaves text that follows a heading or a paragraph outside any element as that block's tail
+    (a lead after a subheading): it is a paragraph of its own, not lost."""
+    lead = "The harbour plan is the largest change to the east quay since the ferry terminal was built sixty years ago."
+    after_heading = _body_text(_article(middle=f"<h2>What changes</h2>{lead}"))
+    assert "What changes\n\n" + lead + "\n\n" + BODY[2] in after_heading
+    after_paragraph = _body_text(_article(middle=f"<div><p>Short intro.</p>{lead}</div>"))
+    assert "Short intro.\n\n" + lead + "\n\n" + BODY[2] in after_paragraph
+    assert all(p in after_heading and p in after_paragraph for p in BODY)

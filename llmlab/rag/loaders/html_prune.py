@@ -1,6 +1,8 @@
 """Boilerplate that trafilatura keeps, removed from its main-text XML: the gap between it and the best article
 extractors is mostly precision (issue 17).
 
+First a repair: text that trafilatura leaves after a block and outside any (the tail of a <head> or <p> directly in
+<main>: a lead after a subheading, a paragraph after a quote) becomes a paragraph of its own; it was lost.
 Rules, each on trafilatura's <main> (blocks <p>, <list>, <quote>, <head>, <table>; links as <ref>):
     hover cards   a run of >= 3 links with nothing but spaces between them inside a paragraph is the pop-up of
                   the first one ("Rep. Ilhan OmarIlhan OmarHillicon Valley: ..."): only the first link is kept
@@ -106,6 +108,7 @@ _SHORTCODE = re.compile(r"^\[(\w+)\s[^\]]*\b(link|url|href)\s*=[^\]]*\].*\[/\1\]
 
 def prune(main: Any) -> None:
     """Apply the rules of the module docstring to trafilatura's <main> element, in place."""
+    _tails_as_paragraphs(main)
     for block in list(main.iter("p", "item", "quote", "cell")):
         _drop_hover_cards(block)
     blocks = [el for el in main if el.tag != "head"]
@@ -119,6 +122,17 @@ def prune(main: Any) -> None:
     for el in blocks:
         if id(el) in dropped:
             main.remove(el)
+
+
+def _tails_as_paragraphs(main: Any) -> None:
+    """Text that trafilatura leaves after a block, outside any block (a lead after a heading), as a paragraph."""
+    for el in list(main):
+        tail = (el.tail or "").strip()
+        if tail:
+            el.tail = None
+            paragraph = el.makeelement("p", {})
+            paragraph.text = tail
+            el.addnext(paragraph)
 
 
 def _words(text: str) -> int:
