@@ -413,3 +413,18 @@ def test_text_after_a_heading_or_paragraph_outside_any_block_is_kept_as_a_paragr
     after_paragraph = _body_text(_article(middle=f"<div><p>Short intro.</p>{lead}</div>"))
     assert "Short intro.\n\n" + lead + "\n\n" + BODY[2] in after_paragraph
     assert all(p in after_heading and p in after_paragraph for p in BODY)
+
+
+def test_the_space_after_a_link_that_trafilatura_trims_is_put_back():
+    """In a <div> of lines split by <br> with a block inside, trafilatura reads a link as a block of its own and
+    trims the space after it ("east quay planwas shown"): the page has the space, so it is put back; a link
+    glued to a word in the page ("CC-BY-SA" + "4.0") stays glued."""
+    middle = (
+        "<div>The plan was first shown in May.<br><br>\nMonths after the <a href='/plans/east-quay'>east quay "
+        "plan</a> was shown, the council approved it after a long debate.<div><span>Photo: the east quay</span>"
+        "</div><br><br>The licence is <a href='/licence'>CC-BY-SA</a>4.0 for the photos of the quay.</div>"
+    )
+    text = _body_text(_article(middle=middle))
+    assert "east quay plan was shown, the council approved it after a long debate." in text
+    assert "planwas" not in text and "CC-BY-SA4.0" in text
+    assert all(p in text for p in BODY)

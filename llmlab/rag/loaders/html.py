@@ -12,7 +12,8 @@ resolves "../x" against the host instead of the page, so links are made absolute
 Comments are removed while parsing: inside trafilatura the text that follows a comment in a paragraph was lost
 ("When <!-- -->President ..." came out as "When"). Paragraphs are separated by blank lines, list items start
 with "- ", table rows keep their cells on one line joined by " | ", a line break inside a block is kept only
-where the page has <br>. The main text's links go to `metadata["links"]` (one per line). When trafilatura finds
+where the page has <br>; a space after a link that trafilatura trimmed ("MacBook Prowas released") is put back
+where the page has it. The main text's links go to `metadata["links"]` (one per line). When trafilatura finds
 no main text, all the page's text is kept with a warning. bench/loaders.py scores the text on the ScrapingHub
 article-extraction benchmark against plain trafilatura. Tests: tests/rag/test_loaders_html.py
 """
@@ -204,6 +205,7 @@ def extract_main(tree: Any, source: str) -> tuple[list[Unit], list[str], list[st
         main = getattr(extracted, "body", None)
         if main is not None:
             prune(main)
+            space_after_links(main, tree)
             units = sections(main)
             targets = (ref.get("target", "") for ref in main.iter("ref"))
             links = list(dict.fromkeys(absolute(tree, t) for t in targets if t.strip()))
@@ -216,6 +218,29 @@ def extract_main(tree: Any, source: str) -> tuple[list[Unit], list[str], list[st
     if not text:
         return [], [], [f"{source}: no text found in the page"]
     return [Unit(text=text)], [], [f"{source}: no main text found; kept all the page's text"]
+
+
+def space_after_links(main: Any, tree: Any) -> None:
+    """Put back the space between a link and the word after it where trafilatura lost it ("MacBook Prowas
+    released"): it trims the text after a link that it reads as a block of its own. Only the page's links
+    followed by a space and then a letter or digit are looked up, and only when the main text has a link
+    glued to a word."""
+    glued = [ref for ref in main.iter("ref") if (ref.tail or "")[:1].isalnum() and _last_char(ref).isalnum()]
+    if not glued:
+        return
+    spaced = set()
+    for a in tree.iter("a"):
+        tail = a.tail or ""
+        if tail[:1].isspace() and tail.lstrip()[:1].isalnum():
+            spaced.add((a.get("href", "").strip(), " ".join("".join(a.itertext()).split())))
+    for ref in glued:
+        if (ref.get("target", "").strip(), " ".join("".join(ref.itertext()).split())) in spaced:
+            ref.tail = " " + ref.tail
+
+
+def _last_char(el: Any) -> str:
+    text = "".join(el.itertext()).rstrip()
+    return text[-1:]
 
 
 def sections(main: Any) -> list[Unit]:
