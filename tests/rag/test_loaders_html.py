@@ -428,3 +428,19 @@ def test_the_space_after_a_link_that_trafilatura_trims_is_put_back():
     assert "east quay plan was shown, the council approved it after a long debate." in text
     assert "planwas" not in text and "CC-BY-SA4.0" in text
     assert all(p in text for p in BODY)
+
+
+def test_a_short_line_with_a_date_and_a_clock_time_is_dropped_and_a_sentence_with_them_kept():
+    """"sexta-feira, 22 de outubro de 2010 às 20:13", "By Ann Lee, August 14, 2020 2:30 pm": when the article was
+    posted, not part of it; a sentence that gives a date and a time, and a time without a year, stay."""
+    stamps = _article(
+        top="<p>sexta-feira, 22 de outubro de 2010 às 20:13</p><p>By Ann Lee, August 14, 2020 2:30 pm</p>",
+        middle="<p>20.04.2018 16:22 | Harbour News</p>",
+    )
+    text = _body_text(stamps)
+    for junk in ("2010", "Ann Lee", "20.04.2018"):
+        assert junk not in text
+    assert all(p in text for p in BODY)
+    sentence = "The council meets again on 12 March 2025 at 18:30."
+    kept = _body_text(_article(middle=f"<p>{sentence}</p><p>Doors open at 17:45</p>"))
+    assert f"{BODY[1]}\n\n{sentence}\n\nDoors open at 17:45\n\n{BODY[2]}" in kept

@@ -20,7 +20,9 @@ Rules, each on trafilatura's <main> (blocks <p>, <list>, <quote>, <head>, <table
                   a paragraph of links that opens with a related-stories label ("Also on ...", "Read more ...",
                   "Don't miss ..."), however long the linked title; an all-capitals label ("DON'T MISS") before
                   a link block; a block that is an unrendered shortcode with a link, a button ("[button
-                  link=...]Send us your review[/button]")
+                  link=...]Send us your review[/button]"); a line of at most STAMP_WORDS words with a date
+                  that has a year and a clock time and no full stop at the end, the time the article or a
+                  comment was posted ("sexta-feira, 22 de outubro de 2010 às 20:13", "20.04.2018 16:22")
     end notes     among the last EDGE_BLOCKS blocks, a note of at most NOTE_WORDS words: a copyright line
                   ("Copyright 2019 ...", "... All rights reserved"), a source line ("SOURCE: News agencies"),
                   the comment policy ("Comments ... moderated"); a request for letters ("We'd like to hear what
@@ -101,6 +103,10 @@ _DATE_WORD = re.compile(
     r"(\d[\d:/.-]*|(?i:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec|mon|tue|tues|wed|thu|thurs|fri|sat|sun)"
     r"[a-z]*\.?|(?i:a\.?m\.?|p\.?m\.?|at|on|ago|hours?|hrs?|minutes?|mins?|days?)|[A-Z]{2,4})"
 )
+STAMP_WORDS = 10
+"""A line that gives the time of the article (a date with a year and a clock time) is at most this long."""
+_YEAR = re.compile(r"(?<!\d)(19|20)\d\d(?!\d)")
+_CLOCK = re.compile(r"(?<![\d:])\d{1,2}:\d\d(?![\d:])")
 # A block that is a WordPress-style shortcode left unrendered, with a link: a button ("[button link=...]Send us
 # your review[/button]"); a shortcode without a link may wrap content ("[sourcecode language=bash]...").
 _SHORTCODE = re.compile(r"^\[(\w+)\s[^\]]*\b(link|url|href)\s*=[^\]]*\].*\[/\1\]$", re.DOTALL)
@@ -164,6 +170,8 @@ def _about_the_page(el: Any) -> bool:
     text = " ".join(_text(el).split())
     if _SHORTCODE.match(text) or (_words(text) <= META_WORDS and (_META_LINE.match(text) or _dateline(text))):
         return True
+    if _timestamp(text):
+        return True
     refs = list(el.iter("ref"))
     linked = sum(_words(_text(ref)) for ref in refs)
     return bool(refs) and linked >= LINK_SHARE * _words(text) and bool(_RELATED.match(text))
@@ -174,6 +182,13 @@ def _dateline(text: str) -> bool:
     match = _DATELINE.match(text)
     words = match.group("when").replace(",", " ").split() if match else []
     return bool(words) and all(_DATE_WORD.fullmatch(w.rstrip(".")) or _DATE_WORD.fullmatch(w) for w in words)
+
+
+def _timestamp(text: str) -> bool:
+    """A short line with a date that has a year and a clock time, and no full stop at the end: when the article
+    (or a comment) was posted ("sexta-feira, 22 de outubro de 2010 às 20:13", "24. März 2004, 19:49 | Genesis")."""
+    short = len(text.split()) <= STAMP_WORDS and not text.endswith(".")
+    return short and bool(_YEAR.search(text)) and bool(_CLOCK.search(text))
 
 
 def _teaser_list(el: Any) -> bool:
