@@ -444,3 +444,19 @@ def test_a_short_line_with_a_date_and_a_clock_time_is_dropped_and_a_sentence_wit
     sentence = "The council meets again on 12 March 2025 at 18:30."
     kept = _body_text(_article(middle=f"<p>{sentence}</p><p>Doors open at 17:45</p>"))
     assert f"{BODY[1]}\n\n{sentence}\n\nDoors open at 17:45\n\n{BODY[2]}" in kept
+
+
+def test_image_credit_lines_are_dropped_and_prose_about_a_photo_kept():
+    """"Photo: Jane Doe / Reuters", "Fotos: ...", "Image credit: ...", "Bildquelle: ..." credit a picture; a
+    sentence that opens with "Photos" and has no colon after the label stays."""
+    credits = _article(
+        top="<p>Photo: Jane Doe / Harbour News</p>",
+        middle="<p>Image credit: www.harbour-news.org</p><p>Bildquelle: Peter Muster</p>",
+        end="<p>Photocredits HARBOUR: Ann Lee</p>",
+    )
+    text = _body_text(credits)
+    for junk in ("Jane Doe", "Image credit", "Bildquelle", "Photocredits"):
+        assert junk not in text
+    assert all(p in text for p in BODY)
+    prose = "Photos of the old quay from 1920 show the warehouses before the fire."
+    assert f"{BODY[1]}\n\n{prose}\n\n{BODY[2]}" in _body_text(_article(middle=f"<p>{prose}</p>"))
