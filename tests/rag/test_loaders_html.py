@@ -460,3 +460,20 @@ def test_image_credit_lines_are_dropped_and_prose_about_a_photo_kept():
     assert all(p in text for p in BODY)
     prose = "Photos of the old quay from 1920 show the warehouses before the fire."
     assert f"{BODY[1]}\n\n{prose}\n\n{BODY[2]}" in _body_text(_article(middle=f"<p>{prose}</p>"))
+
+
+def test_a_post_the_article_quotes_is_kept_out_of_its_social_media_wrapper():
+    """trafilatura drops <div class="social-media-embed"> and with it the tweet the article quotes; the tweet is
+    taken out of its wrapper and kept, while other blocks in such wrappers still go."""
+    tweet = (
+        '<div class="social-media-embed"><blockquote class="twitter-tweet"><p lang="en">The new harbour plan is '
+        'the best news this town has had in years <a href="https://t.co/x1">pic.twitter.com/x1</a></p>— Ann Lee '
+        '(@annlee) <a href="https://twitter.com/annlee/status/1">November 18, 2019</a></blockquote>'
+        '<script async src="https://platform.twitter.com/widgets.js"></script></div>'
+    )
+    share = '<div class="social-share"><blockquote>Share this story with your friends and family today</blockquote></div>'
+    text = _body_text(_article(middle=tweet + share))
+    assert "The new harbour plan is the best news this town has had in years pic.twitter.com/x1" in text
+    assert "— Ann Lee (@annlee) November 18, 2019" in text
+    assert "Share this story" not in text
+    assert all(p in text for p in BODY)

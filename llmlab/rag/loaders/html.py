@@ -4,6 +4,7 @@
           -> lxml tree without comments, scripts (JSON-LD kept for metadata), styles and templates
           -> links made absolute (against <base href>, else the page URL or file URI)
           -> metadata (html_meta.py: title, author, date, language, site name)
+          -> posts the article quotes (tweets, Instagram) taken out of social-media wrappers that trafilatura drops
           -> trafilatura main text (balanced mode) -> html_prune.py (hover cards, link lists, page lines, edges)
           -> sections by <head rend="hN">
 
@@ -92,6 +93,7 @@ def document_from_tree(
     import lxml.etree
 
     lxml.etree.strip_elements(tree, *_INERT, with_tail=False)
+    unwrap_embedded_posts(tree)
     units, links, warnings = extract_main(tree, source)
     metadata.setdefault("title", Path(source).stem)
     return Document(
@@ -177,6 +179,29 @@ def page_links(tree: Any) -> list[str]:
     """Every <a href> of the whole page, made absolute, in order, without duplicates."""
     hrefs = (a.get("href", "").strip() for a in tree.iter("a"))
     return list(dict.fromkeys(absolute(tree, h) for h in hrefs if h))
+
+
+_EMBED_WRAPPER = re.compile(r"social|embed|share|tweet|twitter", re.IGNORECASE)
+_EMBEDDED_POST = re.compile(r"\b(twitter-tweet|instagram-media|tiktok-embed)\b")
+
+
+def unwrap_embedded_posts(tree: Any) -> None:
+    """A post quoted in the article (<blockquote class="twitter-tweet">, Instagram, TikTok) is taken out of the
+    wrapper that marks it as social-media furniture (<div class="social-media-embed">): trafilatura drops such
+    wrappers, and with them what the article quotes. The blockquote replaces the wrapper when the wrapper holds
+    nothing else."""
+    for quote in list(tree.iter("blockquote")):
+        if not _EMBEDDED_POST.search(quote.get("class", "")):
+            continue
+        wrapper = quote.getparent()
+        while wrapper is not None and wrapper.tag == "div" and not _EMBED_WRAPPER.search(
+            wrapper.get("class", "") + " " + wrapper.get("id", "")
+        ):
+            wrapper = wrapper.getparent() if len(wrapper) == 1 else None
+        if wrapper is None or wrapper.tag != "div" or len(wrapper) != 1 or (wrapper.text or "").strip():
+            continue
+        quote.tail = wrapper.tail
+        wrapper.getparent().replace(wrapper, quote)
 
 
 def extract_main(tree: Any, source: str) -> tuple[list[Unit], list[str], list[str]]:
