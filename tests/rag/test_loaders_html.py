@@ -431,7 +431,7 @@ def test_the_space_after_a_link_that_trafilatura_trims_is_put_back():
 
 
 def test_a_short_line_with_a_date_and_a_clock_time_is_dropped_and_a_sentence_with_them_kept():
-    """"sexta-feira, 22 de outubro de 2010 às 20:13", "By Ann Lee, August 14, 2020 2:30 pm": when the article was
+    """ "sexta-feira, 22 de outubro de 2010 às 20:13", "By Ann Lee, August 14, 2020 2:30 pm": when the article was
     posted, not part of it; a sentence that gives a date and a time, and a time without a year, stay."""
     stamps = _article(
         top="<p>sexta-feira, 22 de outubro de 2010 às 20:13</p><p>By Ann Lee, August 14, 2020 2:30 pm</p>",
@@ -447,7 +447,7 @@ def test_a_short_line_with_a_date_and_a_clock_time_is_dropped_and_a_sentence_wit
 
 
 def test_image_credit_lines_are_dropped_and_prose_about_a_photo_kept():
-    """"Photo: Jane Doe / Reuters", "Fotos: ...", "Image credit: ...", "Bildquelle: ..." credit a picture; a
+    """ "Photo: Jane Doe / Reuters", "Fotos: ...", "Image credit: ...", "Bildquelle: ..." credit a picture; a
     sentence that opens with "Photos" and has no colon after the label stays."""
     credits = _article(
         top="<p>Photo: Jane Doe / Harbour News</p>",
@@ -477,3 +477,29 @@ def test_a_post_the_article_quotes_is_kept_out_of_its_social_media_wrapper():
     assert "— Ann Lee (@annlee) November 18, 2019" in text
     assert "Share this story" not in text
     assert all(p in text for p in BODY)
+
+
+def test_an_article_body_split_by_an_advertisement_row_is_read_whole_and_teasers_stay_out():
+    """<div class="article__body"> cut in two by an advertisement row: trafilatura read only the first part; the
+    second is joined to it. Containers of the same class that hold a linked title are teasers of other posts."""
+    paragraphs = [f"<p>{p}</p>" for p in BODY]
+    body = '<div class="grid"><div class="article__body">{}</div></div>'
+    advert = '<div class="row"><div class="ad"><span>Advertisement</span></div></div>'
+    page = (
+        "<html><head><title>Harbour plan approved</title></head><body><main><h1>Harbour plan approved</h1>"
+        + body.format("".join(paragraphs[:2]))
+        + advert
+        + body.format("".join(paragraphs[2:]))
+        + "</main></body></html>"
+    ).encode()
+    text = _body_text(page)
+    assert "\n\n".join(BODY) in text and "Advertisement" not in text
+    teaser = (
+        '<div class="post-text"><h3><a href="/fair">Harbour fair opens</a></h3><p>The fair on the quay opens on '
+        "Saturday with stalls, music and a market of local food from the farms around the town.</p></div>"
+    )
+    listing = (
+        "<html><head><title>Harbour plan approved</title></head><body><main><h1>Harbour plan approved</h1>"
+        '<div class="post-text">' + "".join(paragraphs) + "</div>" + teaser + "</main></body></html>"
+    ).encode()
+    assert "fair on the quay" not in _body_text(listing)

@@ -5,6 +5,7 @@
           -> links made absolute (against <base href>, else the page URL or file URI)
           -> metadata (html_meta.py: title, author, date, language, site name)
           -> posts the article quotes (tweets, Instagram) taken out of social-media wrappers that trafilatura drops
+          -> an article body split into containers of one class by an advertisement row joined into the first
           -> trafilatura main text (balanced mode) -> html_prune.py (hover cards, link lists, page lines, edges)
           -> sections by <head rend="hN">
 
@@ -94,6 +95,7 @@ def document_from_tree(
 
     lxml.etree.strip_elements(tree, *_INERT, with_tail=False)
     unwrap_embedded_posts(tree)
+    join_split_bodies(tree)
     units, links, warnings = extract_main(tree, source)
     metadata.setdefault("title", Path(source).stem)
     return Document(
@@ -202,6 +204,47 @@ def unwrap_embedded_posts(tree: Any) -> None:
             continue
         quote.tail = wrapper.tail
         wrapper.getparent().replace(wrapper, quote)
+
+
+_BODY_CLASS = re.compile(r"(article|story|entry|post)[-_]*(body|content|text)", re.IGNORECASE)
+
+
+def join_split_bodies(tree: Any) -> None:
+    """An article body cut into several containers of the same class by an advertisement row between them
+    (<div class="article__body">...</div><div class="ad">...</div><div class="article__body">...</div>): trafilatura
+    takes the first and loses the rest, so the content of a later container is moved into the first when no
+    heading (h1-h3) stands between them and none holds a linked heading: on a page that lists posts, each post's
+    container follows its title or holds it as a link."""
+    groups: dict[str, list[Any]] = {}
+    for el in tree.iter("div", "section", "article"):
+        cls = el.get("class", "")
+        if cls and _BODY_CLASS.search(cls):
+            groups.setdefault(cls, []).append(el)
+    # A container with a linked heading is a teaser of another post (a list of posts), not part of the body.
+    groups = {c: parts for c, parts in groups.items() if len(parts) > 1 and not any(map(_linked_heading, parts))}
+    if not groups:
+        return
+    order = {}
+    headings = []
+    for i, el in enumerate(tree.iter()):
+        order[el] = i
+        if el.tag in ("h1", "h2", "h3"):
+            headings.append(i)
+    for parts in groups.values():
+        first = parts[0]
+        end = order[first] + sum(1 for _ in first.iter())
+        for part in parts[1:]:
+            start = order[part]
+            if start < end or any(end <= h < start for h in headings):
+                break  # nested in the first, or a new post under its own title
+            end = start + sum(1 for _ in part.iter())
+            for child in list(part):
+                first.append(child)
+            part.getparent().remove(part)
+
+
+def _linked_heading(el: Any) -> bool:
+    return any(h.find(".//a") is not None for h in el.iter("h1", "h2", "h3", "h4", "h5", "h6"))
 
 
 def extract_main(tree: Any, source: str) -> tuple[list[Unit], list[str], list[str]]:
