@@ -503,3 +503,24 @@ def test_an_article_body_split_by_an_advertisement_row_is_read_whole_and_teasers
         '<div class="post-text">' + "".join(paragraphs) + "</div>" + teaser + "</main></body></html>"
     ).encode()
     assert "fair on the quay" not in _body_text(listing)
+
+
+def test_a_list_of_short_linked_items_that_ends_the_text_is_dropped_and_one_of_prose_kept():
+    """At the end, a list of >= 3 short items each with a link lists more stories, even with words around the
+    links ("YouTubers must unionize, <link>no matter what Google says</link>"); a list of longer items, or one
+    in the middle of the text, stays."""
+    more = (
+        "<ul><li>Fishermen must unite, <a href='/a'>no matter what the council says</a></li>"
+        "<li>Paid parking is not the problem. <a href='/b'>Our habits are</a></li>"
+        "<li>Could a ferry <a href='/c'>run on the wind alone</a>?</li></ul>"
+    )
+    text = _body_text(_article(end=more))
+    assert text.endswith(BODY[-1]) and "Fishermen" not in text
+    kept = _body_text(_article(middle=more))
+    assert "- Fishermen must unite, no matter what the council says" in kept
+    steps = "".join(
+        f"<li>Step {n}: the <a href='/s{n}'>plan</a> says the builders will first clear the warehouses on the east "
+        "quay and then lay the new foundations.</li>"
+        for n in (1, 2, 3)
+    )
+    assert _body_text(_article(end=f"<ul>{steps}</ul>")).endswith("lay the new foundations.")

@@ -8,7 +8,9 @@ Rules, each on trafilatura's <main> (blocks <p>, <list>, <quote>, <head>, <table
                   the first one ("Rep. Ilhan OmarIlhan OmarHillicon Valley: ..."): only the first link is kept
     link blocks   a paragraph or list whose words are >= LINK_SHARE inside links, at most LINK_WORDS words a
                   link, is a list of related stories, tags or share buttons; so is a list whose every item opens
-                  with a linked headline (teasers of other stories); a short label just before it ("Related:",
+                  with a linked headline (teasers of other stories), and so is a list that ends the text, of
+                  >= 3 items of at most ITEM_WORDS words that each hold a link (more stories with words around
+                  their links); a short label just before it ("Related:",
                   "Read more:") goes with it, and so does such a label at the very end
     promotions    among the first and last EDGE_BLOCKS blocks, a paragraph of at most PROMO_WORDS words that asks
                   the reader to act (sign up, subscribe, newsletter, follow ... on Twitter, click here, share
@@ -57,6 +59,9 @@ LABEL_WORDS = 4
 """A block this short that ends with ":" and precedes a link block is that block's label."""
 TEASER_WORDS = 3
 """A list whose every item opens with a link this long (a headline) lists other stories, whatever follows it."""
+
+ITEM_WORDS = 20
+"""A list that ends the text with a link in each item of at most this many words lists other stories."""
 
 EDGE_BLOCKS = 3
 """Promotions are looked for only in this many blocks at the start and at the end of the text."""
@@ -135,6 +140,8 @@ def prune(main: Any) -> None:
             dropped.add(id(before))
     if blocks and _label(blocks[-1]):  # a label whose list trafilatura already left out
         dropped.add(id(blocks[-1]))
+    if blocks and _linked_list(blocks[-1]):
+        dropped.add(id(blocks[-1]))
     dropped |= _edge_blocks(blocks)
     for el in blocks:
         if id(el) in dropped:
@@ -207,6 +214,15 @@ def _teaser_list(el: Any) -> bool:
     without words, such as a thumbnail's), and a teaser may follow it."""
     items = el.findall("item")
     return len(items) >= 2 and all(_headline_first(item) for item in items)
+
+
+def _linked_list(el: Any) -> bool:
+    """A list that ends the text, of >= 3 short items (at most ITEM_WORDS words) that each hold a link: more
+    stories ("YouTubers must unionize, <link>no matter what Google says</link>")."""
+    items = el.findall("item") if el.tag == "list" else []
+    return len(items) >= 3 and all(
+        item.find(".//ref") is not None and _words(_text(item)) <= ITEM_WORDS for item in items
+    )
 
 
 def _headline_first(item: Any) -> bool:
