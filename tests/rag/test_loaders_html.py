@@ -524,3 +524,18 @@ def test_a_list_of_short_linked_items_that_ends_the_text_is_dropped_and_one_of_p
         for n in (1, 2, 3)
     )
     assert _body_text(_article(end=f"<ul>{steps}</ul>")).endswith("lay the new foundations.")
+
+
+def test_a_pull_quote_in_an_aside_is_kept_and_other_asides_dropped():
+    """trafilatura drops every <aside>; one that is a quotation (a <q>, or text in quotation marks) is the
+    article's pull quote and stays; a sidebar aside still goes."""
+    middle = (
+        "<div class='float-right'><aside><q>This will be the quay's second life</q></aside></div>"
+        "<aside class='o6p93a'><span>“The market hall is the heart of the plan—think of it as the town's new "
+        "square”</span></aside><aside class='widget'><h3>Most popular</h3><p>Ferry fares to rise in May</p>"
+        "</aside>"
+    )
+    text = _body_text(_article(middle=middle))
+    assert f"{BODY[1]}\n\nThis will be the quay's second life\n\n“The market hall" in text
+    assert "Most popular" not in text and "Ferry fares" not in text
+    assert all(p in text for p in BODY)

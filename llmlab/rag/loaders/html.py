@@ -6,6 +6,7 @@
           -> metadata (html_meta.py: title, author, date, language, site name)
           -> posts the article quotes (tweets, Instagram) taken out of social-media wrappers that trafilatura drops
           -> an article body split into containers of one class by an advertisement row joined into the first
+          -> pull quotes (an <aside> that is a quotation) read as <blockquote>: trafilatura drops every <aside>
           -> trafilatura main text (balanced mode) -> html_prune.py (hover cards, link lists, page lines, edges)
           -> sections by <head rend="hN">
 
@@ -96,6 +97,7 @@ def document_from_tree(
     lxml.etree.strip_elements(tree, *_INERT, with_tail=False)
     unwrap_embedded_posts(tree)
     join_split_bodies(tree)
+    pull_quotes(tree)
     units, links, warnings = extract_main(tree, source)
     metadata.setdefault("title", Path(source).stem)
     return Document(
@@ -204,6 +206,25 @@ def unwrap_embedded_posts(tree: Any) -> None:
             continue
         quote.tail = wrapper.tail
         wrapper.getparent().replace(wrapper, quote)
+
+
+PULL_QUOTE_WORDS = 60
+"""An <aside> that is a quotation of at most this many words is a pull quote of the article."""
+_PULL_QUOTE_CLASS = re.compile(r"pull-?quote", re.IGNORECASE)
+_QUOTED = re.compile(r"^[\"“„«‘'].*[\"”“»’']$", re.DOTALL)
+
+
+def pull_quotes(tree: Any) -> None:
+    """An <aside> that is a quotation (a pull quote: its class says so, it holds a <q> or <blockquote>, or its
+    text is in quotation marks) is read as a <blockquote>: trafilatura drops every <aside>."""
+    for aside in list(tree.iter("aside")):
+        text = " ".join(aside.text_content().split())
+        if not text or len(text.split()) > PULL_QUOTE_WORDS:
+            continue
+        quoted = aside.find(".//q") is not None or aside.find(".//blockquote") is not None or _QUOTED.match(text)
+        if quoted or _PULL_QUOTE_CLASS.search(aside.get("class", "")):
+            aside.tag = "blockquote"
+            aside.attrib.clear()
 
 
 _BODY_CLASS = re.compile(r"(article|story|entry|post)[-_]*(body|content|text)", re.IGNORECASE)
