@@ -422,11 +422,13 @@ def test_the_space_after_a_link_that_trafilatura_trims_is_put_back():
     middle = (
         "<div>The plan was first shown in May.<br><br>\nMonths after the <a href='/plans/east-quay'>east quay "
         "plan</a> was shown, the council approved it after a long debate.<div><span>Photo: the east quay</span>"
-        "</div><br><br>The licence is <a href='/licence'>CC-BY-SA</a>4.0 for the photos of the quay.</div>"
+        "</div><br><br>The licence is <a href='/licence'>CC-BY-SA</a>4.0 for the photos of the quay.<br><br>"
+        "Tickets for the <strong><a href='/fair'>harbour fair</a></strong> go on sale in May.</div>"
     )
     text = _body_text(_article(middle=middle))
     assert "east quay plan was shown, the council approved it after a long debate." in text
     assert "planwas" not in text and "CC-BY-SA4.0" in text
+    assert "harbour fair go on sale in May." in text  # the space is the tail of the <strong> around the link
     assert all(p in text for p in BODY)
 
 

@@ -319,7 +319,11 @@ def space_after_links(main: Any, tree: Any) -> None:
         return
     spaced = set()
     for a in tree.iter("a"):
-        tail = a.tail or ""
+        tail, el = a.tail, a
+        while not tail and el.getparent() is not None and el.getnext() is None:  # <strong><a>x</a></strong> y
+            el = el.getparent()
+            tail = el.tail
+        tail = tail or ""
         if tail[:1].isspace() and tail.lstrip()[:1].isalnum():
             spaced.add((a.get("href", "").strip(), " ".join("".join(a.itertext()).split())))
     for ref in glued:
