@@ -541,3 +541,13 @@ def test_a_pull_quote_in_an_aside_is_kept_and_other_asides_dropped():
     assert f"{BODY[1]}\n\nThis will be the quay's second life\n\n“The market hall" in text
     assert "Most popular" not in text and "Ferry fares" not in text
     assert all(p in text for p in BODY)
+
+
+def test_a_prompt_to_listen_live_or_back_at_the_end_is_dropped_and_prose_about_listening_kept():
+    """"Listen to Harbour Radio live at 12:45 weekdays - or listen back here." asks the reader to act, like a
+    newsletter prompt; a sentence of the body about listening to a broadcast stays."""
+    prompt = "<p>Listen to Harbour Radio live at 12:45 and 17:45 weekdays - or listen back here.</p>"
+    text = _body_text(_article(end=prompt))
+    assert text.endswith(BODY[-1]) and "Harbour Radio" not in text
+    prose = "Residents can listen to the recording of the debate in the library on Saturday mornings."
+    assert _body_text(_article(end=f"<p>{prose}</p>")).endswith(prose)

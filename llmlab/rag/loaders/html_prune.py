@@ -14,7 +14,7 @@ Rules, each on trafilatura's <main> (blocks <p>, <list>, <quote>, <head>, <table
                   "Read more:") goes with it, and so does such a label at the very end
     promotions    among the first and last EDGE_BLOCKS blocks, a paragraph of at most PROMO_WORDS words that asks
                   the reader to act (sign up, subscribe, newsletter, follow ... on Twitter, click here, share
-                  this story, tell us what you think)
+                  this story, tell us what you think, listen back or live)
     end buttons   lines of one or two bare words that end the text ("comments", "Share this")
     page lines    lines about the article rather than of it, anywhere, at most META_WORDS words: its reading
                   time ("Reading time: 2 min", "5 min read"), its tags or filing ("Filed under: Politics |"), the
@@ -73,7 +73,8 @@ _WORD = re.compile(r"\w+")
 _PROMO = re.compile(
     r"\b(sign up|subscribe|newsletters?|follow [^.]{0,60}?\bon (facebook|twitter|instagram|youtube|linkedin)|"
     r"click here|join our|share (it|this story|this article)|like this (story|article)|tell us what you think|"
-    r"have a tip|get the latest|delivered (to|through) your|like to hear (from you|what you think))\b",
+    r"have a tip|get the latest|delivered (to|through) your|like to hear (from you|what you think)|"
+    r"listen (back|again|live)|listen to [^.]{0,40}?\blive)\b",
     re.IGNORECASE,
 )
 # The last line of a text when it is one or two bare words: a button or a label ("comments", "Share this").
