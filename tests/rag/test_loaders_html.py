@@ -433,8 +433,8 @@ def test_the_space_after_a_link_that_trafilatura_trims_is_put_back():
 
 
 def test_a_short_line_with_a_date_and_a_clock_time_is_dropped_and_a_sentence_with_them_kept():
-    """ "sexta-feira, 22 de outubro de 2010 às 20:13", "By Ann Lee, August 14, 2020 2:30 pm": when the article was
-    posted, not part of it; a sentence that gives a date and a time, and a time without a year, stay."""
+    """Lines such as "sexta-feira, 22 de outubro de 2010 às 20:13" and "By Ann Lee, August 14, 2020 2:30 pm" say
+    when the article was posted, not part of it; a sentence that gives a date and a time, and a time without a year, stay."""
     stamps = _article(
         top="<p>sexta-feira, 22 de outubro de 2010 às 20:13</p><p>By Ann Lee, August 14, 2020 2:30 pm</p>",
         middle="<p>20.04.2018 16:22 | Harbour News</p>",
@@ -449,8 +449,8 @@ def test_a_short_line_with_a_date_and_a_clock_time_is_dropped_and_a_sentence_wit
 
 
 def test_image_credit_lines_are_dropped_and_prose_about_a_photo_kept():
-    """ "Photo: Jane Doe / Reuters", "Fotos: ...", "Image credit: ...", "Bildquelle: ..." credit a picture; a
-    sentence that opens with "Photos" and has no colon after the label stays."""
+    """Lines such as "Photo: Jane Doe / Reuters", "Fotos: ...", "Image credit: ...", "Bildquelle: ..." credit a
+    picture; a sentence that opens with "Photos" and has no colon after the label stays."""
     credits = _article(
         top="<p>Photo: Jane Doe / Harbour News</p>",
         middle="<p>Image credit: www.harbour-news.org</p><p>Bildquelle: Peter Muster</p>",
@@ -544,8 +544,8 @@ def test_a_pull_quote_in_an_aside_is_kept_and_other_asides_dropped():
 
 
 def test_a_prompt_to_listen_live_or_back_at_the_end_is_dropped_and_prose_about_listening_kept():
-    """"Listen to Harbour Radio live at 12:45 weekdays - or listen back here." asks the reader to act, like a
-    newsletter prompt; a sentence of the body about listening to a broadcast stays."""
+    """A line such as "Listen to Harbour Radio live at 12:45 weekdays - or listen back here." asks the reader to
+    act, like a newsletter prompt; a sentence of the body about listening to a broadcast stays."""
     prompt = "<p>Listen to Harbour Radio live at 12:45 and 17:45 weekdays - or listen back here.</p>"
     text = _body_text(_article(end=prompt))
     assert text.endswith(BODY[-1]) and "Harbour Radio" not in text

@@ -198,8 +198,10 @@ def unwrap_embedded_posts(tree: Any) -> None:
         if not _EMBEDDED_POST.search(quote.get("class", "")):
             continue
         wrapper = quote.getparent()
-        while wrapper is not None and wrapper.tag == "div" and not _EMBED_WRAPPER.search(
-            wrapper.get("class", "") + " " + wrapper.get("id", "")
+        while (
+            wrapper is not None
+            and wrapper.tag == "div"
+            and not _EMBED_WRAPPER.search(wrapper.get("class", "") + " " + wrapper.get("id", ""))
         ):
             wrapper = wrapper.getparent() if len(wrapper) == 1 else None
         if wrapper is None or wrapper.tag != "div" or len(wrapper) != 1 or (wrapper.text or "").strip():
@@ -221,7 +223,9 @@ def pull_quotes(tree: Any) -> None:
         text = " ".join(aside.text_content().split())
         if not text or len(text.split()) > PULL_QUOTE_WORDS:
             continue
-        quoted = aside.find(".//q") is not None or aside.find(".//blockquote") is not None or _QUOTED.match(text)
+        quoted = (
+            aside.find(".//q") is not None or aside.find(".//blockquote") is not None or _QUOTED.match(text)
+        )
         if quoted or _PULL_QUOTE_CLASS.search(aside.get("class", "")):
             aside.tag = "blockquote"
             aside.attrib.clear()
@@ -242,7 +246,9 @@ def join_split_bodies(tree: Any) -> None:
         if cls and _BODY_CLASS.search(cls):
             groups.setdefault(cls, []).append(el)
     # A container with a linked heading is a teaser of another post (a list of posts), not part of the body.
-    groups = {c: parts for c, parts in groups.items() if len(parts) > 1 and not any(map(_linked_heading, parts))}
+    groups = {
+        c: parts for c, parts in groups.items() if len(parts) > 1 and not any(map(_linked_heading, parts))
+    }
     if not groups:
         return
     order = {}
