@@ -448,22 +448,6 @@ def test_a_short_line_with_a_date_and_a_clock_time_is_dropped_and_a_sentence_wit
     assert f"{BODY[1]}\n\n{sentence}\n\nDoors open at 17:45\n\n{BODY[2]}" in kept
 
 
-def test_image_credit_lines_are_dropped_and_prose_about_a_photo_kept():
-    """Lines such as "Photo: Jane Doe / Reuters", "Fotos: ...", "Image credit: ...", "Bildquelle: ..." credit a
-    picture; a sentence that opens with "Photos" and has no colon after the label stays."""
-    credits = _article(
-        top="<p>Photo: Jane Doe / Harbour News</p>",
-        middle="<p>Image credit: www.harbour-news.org</p><p>Bildquelle: Peter Muster</p>",
-        end="<p>Photocredits HARBOUR: Ann Lee</p>",
-    )
-    text = _body_text(credits)
-    for junk in ("Jane Doe", "Image credit", "Bildquelle", "Photocredits"):
-        assert junk not in text
-    assert all(p in text for p in BODY)
-    prose = "Photos of the old quay from 1920 show the warehouses before the fire."
-    assert f"{BODY[1]}\n\n{prose}\n\n{BODY[2]}" in _body_text(_article(middle=f"<p>{prose}</p>"))
-
-
 def test_a_post_the_article_quotes_is_kept_out_of_its_social_media_wrapper():
     """trafilatura drops <div class="social-media-embed"> and with it the tweet the article quotes; the tweet is
     taken out of its wrapper and kept, while other blocks in such wrappers still go."""
