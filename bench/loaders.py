@@ -10,11 +10,12 @@ HTML (--aeb): the ScrapingHub article-extraction benchmark (github.com/scrapingh
     out when it is the page title (Document.title keeps it). Plain trafilatura is the benchmark's own runner:
     `trafilatura.extract(html, include_comments=False)`. Speed: both on the same pages, each called once
     untimed first (imports, first-use set-up), then alternately page by page (neither always first), --repeat
-    passes. One run (2026-12-05, 2-core machine under load average ~2.4 from other jobs), llmlab vs trafilatura:
-    F1 tune 0.979 vs 0.961, held-out 0.9698 vs 0.959 (precision 0.960 vs 0.937, recall 0.979 vs 0.982), all
-    0.974 vs 0.960; 16.8 vs 17.7 ms/page (1.05x). The code before the page-line and end-note rules, same load:
-    F1 tune 0.977, held-out 0.9694 (precision 0.958, recall 0.981), all 0.973; 1.05x. The code before issue 17's
-    speed work: 0.96-0.97x.
+    passes. One run (2026-12-05, 2-core machine under load average ~4 from other jobs), llmlab vs trafilatura:
+    F1 tune 0.986 vs 0.961, held-out 0.973 vs 0.959 (precision 0.960 vs 0.937, recall 0.986 vs 0.982), all
+    0.979 vs 0.960; 36.5 vs 37.2 ms/page (1.02x). The code before the tail, split-body, embedded-post,
+    pull-quote, link-space, time-stamp, end-list and listen-prompt rules (load ~2.4): F1 tune 0.979, held-out
+    0.9698 (precision 0.960, recall 0.979), all 0.974; 1.05x (1.05x for both, timed alone on the tune pages
+    under the same load). The code before issue 17's speed work: 0.96-0.97x.
 PDF reading order: pages rendered from known sentences (tests/rag/columns.py) in two and three columns with
     figures and captions, written column by column and line by line across; sentences kept whole, and pages/s.
 Public papers (--papers): NAME.pdf with its LaTeX source NAME.tex, two-column ACL style papers from
