@@ -1,7 +1,9 @@
 """PDF files with pypdf: one unit per page (1-based page numbers), columns and tables in reading order.
 
     bytes -> checks (%PDF- header, encryption: empty password, else `password`; page limit)
-          -> per page: pypdf layout-mode grid -> pdf_layout.reading_order (plain mode if layout fails)
+          -> per page: pypdf layout-mode text runs -> footnotes apart (pdf_layout.footnotes) -> a grid of the
+             running text and one of the footnotes -> pdf_layout.reading_order each, the footnotes after
+             (plain mode if layout fails)
           -> pages without text (ocr="auto") or every page (ocr="always"): OCR (ocr.py, the `ocr` extra)
 
 pypdf is pure Python and installs everywhere; its layout mode keeps each text run at its place on the page,

@@ -16,6 +16,8 @@ recursive cuts, in the spirit of the XY-cut (Nagy & Seth, ICPR 1984):
             row per line with the non-empty cells joined by " | "
     a group without gutters is read line by line, a blank line between its bands (paragraphs)
 
+A lone line whose only wide gap follows a section number ("5    Methods") is not a table row, so it does not
+end the columns above it. Footnotes (`footnotes`) are cut out before the grid is made and read after the page.
 A gutter with only marks to its left (bullets of a list) does not count. Outside tables a line's runs of spaces
 become one space (justified text spreads words apart). These are heuristics on the grid, not a layout analysis
 like pdfminer's; tests/rag/test_loaders_pdf.py measures them on two- and three-column pages with figures,
