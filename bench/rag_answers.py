@@ -118,7 +118,7 @@ def mean(rows: list[dict[str, Any]], key: str) -> float:
 
 
 def share(rows: list[dict[str, Any]], key: str) -> float:
-    return sum(bool(r[key]) for r in rows) / len(rows) if rows else float("nan")
+    return sum(bool(r.get(key)) for r in rows) / len(rows) if rows else float("nan")
 
 
 def summarize(rows: list[dict[str, Any]]) -> dict[str, float]:
@@ -254,6 +254,8 @@ def summarize_squad(rows: list[dict[str, Any]]) -> dict[str, float]:
         / max(1, len(answerable)),
         "not found (unanswerable)": 100 * share(unanswerable, "not_found"),
         "false not found (answerable)": 100 * share(answerable, "not_found"),
+        "of them by the relevance gate": 100 * share(answerable, "gated"),
+        "not found by the gate (unanswerable)": 100 * share(unanswerable, "gated"),
         "seconds per answer": mean(rows, "seconds"),
     }
 
@@ -279,7 +281,8 @@ def run_squad(args: argparse.Namespace) -> dict[str, Any]:
     print(
         f"{len(items)} questions ({n_unanswerable} unanswerable) over {len(articles)} SQuAD 2.0 dev articles"
     )
-    rows: dict[str, list[dict[str, Any]]] = {style: [] for style in args.styles}
+    columns = [*args.styles, *(f"{style}, gate off" for style in args.styles)]
+    rows: dict[str, list[dict[str, Any]]] = {column: [] for column in columns}
     with tempfile.TemporaryDirectory() as tmp:
         write_articles(articles, Path(tmp) / "articles")
         store = Store.open(str(Path(tmp) / "squad.sqlite"))
@@ -302,7 +305,13 @@ def run_squad(args: argparse.Namespace) -> dict[str, Any]:
                 start = time.perf_counter()
                 answer = answerer.stream(item["question"], hits=hits).result()
                 row = score_squad(item, answer) | {"seconds": time.perf_counter() - start}
-                rows[style].append(row)
+                rows[style].append(row | {"gated": float(answer.gated)})
+                if answer.gated:  # what the model says without the relevance gate (the rest is the same)
+                    ungated = AnswerConfig(**style_options(style), relevance_gate="off")
+                    start = time.perf_counter()
+                    answer = Answerer(store, engine, ungated).stream(item["question"], hits=hits).result()
+                    row = score_squad(item, answer) | {"seconds": time.perf_counter() - start}
+                rows[f"{style}, gate off"].append(row)
                 if args.verbose:
                     gold = item["answers"] or ["(unanswerable)"]
                     print(
