@@ -394,3 +394,29 @@ def test_words_set_apart_by_position_keep_their_spaces(space_width):
     )
     grid = PdfReader(io.BytesIO(data)).pages[0].extract_text(extraction_mode="layout").strip()
     assert ("fluencyand" in grid) == (space_width == 444)  # the foil: pypdf alone
+
+
+def test_a_running_head_and_page_numbers_are_dropped_so_a_sentence_runs_on_across_pages(tmp_path):
+    """Issue 17: a line at the top (or foot) of every page, numbers aside, is a running head (or foot); left in,
+    it sits inside every sentence that goes on from one page to the next."""
+    pdf = new_pdf()
+    text = [
+        "The first page opens the report and its last sentence goes on",
+        "across the page break to the top of the second page, where",
+        "it ends; the third page only closes the report.",
+    ]
+    for n, line in enumerate(text, start=1):
+        pdf.add_page()
+        pdf.text(60, 12, "Confidential draft. Do not distribute.")
+        pdf.text(20, 40, line)
+        pdf.text(100, 285, f"Page {n} of 3")
+    doc = load_path(save(pdf, tmp_path / "running.pdf"))
+    assert [u.text for u in doc.units] == text
+    assert " ".join(u.text for u in doc.units) == " ".join(text)
+
+
+def test_a_page_that_is_only_a_running_line_keeps_it():
+    from llmlab.rag.loaders.pdf_layout import without_running_lines
+
+    pages = ["Draft 1\n\nText one.", "Draft 2\n\nText two.", "Draft 3", "Draft 4\nText four."]
+    assert without_running_lines(pages) == ["Text one.", "Text two.", "Draft 3", "Text four."]

@@ -4,6 +4,7 @@
           -> per page: pypdf layout-mode text runs -> footnotes apart (pdf_layout.footnotes) -> a grid of the
              running text and one of the footnotes -> pdf_layout.reading_order each, the footnotes after
              (plain mode if layout fails)
+          -> the document's running head and foot dropped (pdf_layout.without_running_lines)
           -> pages without text (ocr="auto") or every page (ocr="always"): OCR (ocr.py, the `ocr` extra)
 
 pypdf is pure Python and installs everywhere; its layout mode keeps each text run at its place on the page,
@@ -26,7 +27,7 @@ from typing import Any
 
 from llmlab.errors import DataError, MissingDependencyError
 from llmlab.rag.loaders.ocr import OcrMode, check_ocr_mode
-from llmlab.rag.loaders.pdf_layout import footnotes, reading_order
+from llmlab.rag.loaders.pdf_layout import footnotes, reading_order, without_running_lines
 from llmlab.rag.loaders.source import content_hash
 from llmlab.rag.types import Document, Unit
 
@@ -73,7 +74,7 @@ def load_pdf(
                 f"corrupt or truncated PDF: {type(err).__name__}: {err}", location=source
             ) from err
     read, ocr_note = _ocr(data, pages, ocr, used_password, logged)
-    pages = [read.get(n, text) for n, text in enumerate(pages, start=1)]
+    pages = without_running_lines([read.get(n, text) for n, text in enumerate(pages, start=1)])
     units = [Unit(text=text, page=n) for n, text in enumerate(pages, start=1) if text.strip()]
     warnings = [f"{source}: {msg}" for msg in dict.fromkeys(logged)]
     warnings += _empty_page_warnings(source, pages, ocr_note)

@@ -17,7 +17,8 @@ recursive cuts, in the spirit of the XY-cut (Nagy & Seth, ICPR 1984):
     a group without gutters is read line by line, a blank line between its bands (paragraphs)
 
 A lone line whose only wide gap follows a section number ("5    Methods") is not a table row, so it does not
-end the columns above it. Footnotes (`footnotes`) are cut out before the grid is made and read after the page.
+end the columns above it. Footnotes (`footnotes`) are cut out before the grid is made and read after the page;
+a document's running head and foot (`without_running_lines`) are dropped.
 A gutter with only marks to its left (bullets of a list) does not count. Outside tables a line's runs of spaces
 become one space (justified text spreads words apart). These are heuristics on the grid, not a layout analysis
 like pdfminer's; tests/rag/test_loaders_pdf.py measures them on two- and three-column pages with figures,
@@ -96,6 +97,45 @@ def footnotes(runs: list[Run]) -> tuple[list[Run], list[Run]]:
         return runs, []
     moved = {id(r) for r in notes}
     return [r for r in runs if id(r) not in moved], notes
+
+
+RUNNING_PAGES = 3
+"""Fewest pages a running head or foot must be on (and at least half of the pages with text)."""
+
+_DIGITS = re.compile(r"\d+")
+
+
+def without_running_lines(pages: list[str]) -> list[str]:
+    """Pages without their running head and foot: a first (or last) line that, digits aside, is the first (or
+    last) line of at least half of the pages with text and of RUNNING_PAGES or more ("Confidential Review Copy.
+    DO NOT DISTRIBUTE.", "Page 3 of 12"), unless it is all the page has. It would otherwise sit inside every sentence that runs on from one
+    page to the next, and in every chunk of a page's top or foot."""
+    lines = [page.split("\n") for page in pages]
+    texts = [k for k, page in enumerate(pages) if page.strip()]
+    for end in (0, -1):
+        keys: Counter[str] = Counter()
+        for k in texts:
+            keys[_line_key(lines[k], end)] += 1
+        for key, count in keys.items():
+            if key and count >= RUNNING_PAGES and count >= len(texts) / 2:
+                for k in texts:
+                    if _line_key(lines[k], end) == key:
+                        _drop_line(lines[k], end)
+    return ["\n".join(page).strip("\n") for page in lines]
+
+
+def _line_key(lines: list[str], end: int) -> str:
+    """The first (end 0) or last (end -1) non-blank line, spaces collapsed and numbers as "#"."""
+    order = lines if end == 0 else reversed(lines)
+    line = next((x for x in order if x.strip()), "")
+    return _DIGITS.sub("#", " ".join(line.split()))
+
+
+def _drop_line(lines: list[str], end: int) -> None:
+    """Drop the first or last non-blank line, unless it is the page's only one (the page keeps some text)."""
+    filled = [i for i, line in enumerate(lines) if line.strip()]
+    if len(filled) > 1:
+        del lines[filled[end]]
 
 
 def _without_line_numbers(lines: list[str]) -> list[str]:
