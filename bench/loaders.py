@@ -25,12 +25,12 @@ Public papers (--papers): NAME.pdf with its LaTeX source NAME.tex, two-column AC
     dashes spelled one way, hyphens between letters dropped on both sides, since a line-end hyphen may be
     hyphenation or a real one). Sentences that begin on one page and end on the next are counted apart (a page
     is one unit, its footnotes after it). One run (2026-12-05, 2-core machine, load average ~6), llmlab vs
-    pypdf: generated pages 100% whole in all four layouts (pypdf 100%, 100%, 51%, 5%), 37.1 vs 61.2 pages/s
-    (0.61x); public papers 99.5% vs 96.8% of 371 checkable sentences, 0 vs 3 of the 10 across a page break,
-    96.9% vs 95.0% of all 381, 12.7 vs 15.6 pages/s (0.81x). The code before the footnote, space-width and
-    section-number rules, in the same run: 95.9% vs 97.3% of 366, 2 of 10 across a page break, 0.56x and 0.79x
-    of pypdf's speed; with the earlier measure (no dash or hyphen rules, page breaks counted in) 91.2% vs 92.5%
-    of 374, the code now 93.7% vs 92.1% of 379.
+    pypdf: generated pages 100% whole in all four layouts (pypdf 100%, 100%, 51%, 5%), 47.0 vs 82.2 pages/s
+    (0.57x); public papers 99.5% vs 96.8% of 371 checkable sentences, 3 vs 3 of the 10 across a page break,
+    97.6% vs 95.0% of all 381, 16.2 vs 21.0 pages/s (0.77x). The code before the footnote, space-width,
+    section-number and running-head rules, in the same run: 95.9% vs 97.3% of 366, 2 of 10 across a page
+    break, 0.57x and 0.80x of pypdf's speed; with the earlier measure (no dash or hyphen rules, page breaks
+    counted in) 91.2% vs 92.5% of 374, the code now 94.2% vs 92.1% of 379.
 OCR: image-only pages rendered from known text (tests/rag/scans.py): character error rate and pages/s, with
     Debian's Tesseract on the same page images when the `tesseract` command exists.
 Timings are wall-clock on this machine, under whatever load it has: compare the ratios, not the absolute figures.
