@@ -148,9 +148,7 @@ def test_ask_not_found_and_unsupported(capsys, kb, monkeypatch, tiny_tok):
     code, out, err = run(capsys, "rag", "ask", "Capital of France?", "--store", "kb")
     assert code == 0 and out == NOT_FOUND + "\n" and "the model was not asked" not in err
     code, out, err = run(capsys, "rag", "ask", "Capital of France?", "--store", "kb", "--min-relevance", "1")
-    assert (
-        code == 0 and out == NOT_FOUND + "\n" and "under --min-relevance); the model was not asked" in err
-    )
+    assert code == 0 and out == NOT_FOUND + "\n" and "under --min-relevance); the model was not asked" in err
     # A random encoder finds every sentence similar to everything; 0.99 demands a word-for-word passage.
     code, out, _ = run(capsys, "rag", "ask", "Capital of France?", "--store", "kb", "--min-support", "0.99")
     assert out.endswith("\n\nNo passage in the documents supports this answer; treat it with care.\n")
