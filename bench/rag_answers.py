@@ -289,6 +289,18 @@ def run_squad(args: argparse.Namespace) -> dict[str, Any]:
         report = store.ingest([Path(tmp) / "articles"])
         print(f"store: {len(report.added)} articles, {report.chunks} chunks", flush=True)
         retrieval = retrieval_upper_bound(store, [i for i in items if i["answerable"]], args.chunks)
+        if args.only_gated:  # the questions the relevance gate stops: what the gate costs or saves
+            from llmlab.rag.relevance import THRESHOLD, on_topic_probability, relevance_features
+
+            defaults = AnswerConfig()
+
+            def stopped(item: dict[str, Any]) -> bool:
+                hits = store.search(item["question"], mode=defaults.mode, top_k=defaults.chunks)
+                features = relevance_features(item["question"], hits)
+                return features is not None and on_topic_probability(features) < THRESHOLD
+
+            items = [i for i in items if stopped(i)]
+            print(f"the relevance gate stops {len(items)} of them: {[i['id'] for i in items]}", flush=True)
         print(f"loading {args.model}", flush=True)
         engines = {"": load_engine(args.model, device="cpu")}
         if any(style.startswith("adapter:") for style in args.styles):
@@ -393,6 +405,11 @@ def main() -> int:
     parser.add_argument("--adapter", help="a LoRA adapter (or run folder) for the adapter: styles")
     parser.add_argument("--min-relevance", type=float, default=0.0, help="the relevance gate (0: off)")
     parser.add_argument("--limit", type=int, default=0, help="only the first N questions")
+    parser.add_argument(
+        "--only-gated",
+        action="store_true",
+        help="--set squad: answer only the questions the relevance gate stops (with and without the gate)",
+    )
     parser.add_argument("--verbose", action="store_true", help="print every answer")
     parser.add_argument("--json", help="also write every answer and the summary to this file")
     args = parser.parse_args()
