@@ -203,8 +203,8 @@ def stream_answer(stream: AnswerStream, args: argparse.Namespace, root: Path | N
         print_context(stream, root)
     for piece in trimmed(stream):
         write_stream(piece)
-    write_stream("\n\n")
     assert stream.answer is not None
+    write_stream("\n" if stream.answer.not_found else "\n\n")  # "I don't know" has no sources below it
     print_sources(stream.answer, root)
     return stream.answer
 
