@@ -24,7 +24,7 @@ DEV = Path(__file__).parent / "data" / "agents" / "dev.jsonl"
 """26 more tasks written for the project over the same tools, held out from tuning: used only to choose
 between options that tie on TASKS (copy_arguments), never to tune prompts, grammars or selection."""
 PARALLEL = Path(__file__).parent / "data" / "agents" / "parallel.jsonl"
-"""32 requests written for the project that need one, two or three calls ("weather in Paris and in Rome"),
+"""32 requests written for the project that need one, two or three calls (10 one, 22 several) ("weather in Paris and in Rome"),
 each with `split` train (16: the parallel rules were chosen on these) or dev (16: held out, measured only);
 the split was fixed before anything was measured on them."""
 

@@ -1,22 +1,32 @@
 """Tool calling with SmolLM2-135M: constrained vs unconstrained decoding, measured.
 
-    python bench/agents.py [--parts project,dev,speed,bfcl] [--limit N] [--json out.json]
+    python bench/agents.py [--parts project,dev,parallel,speed,bfcl] [--limit N] [--json out.json]
 
 - project: the project's 28 single-call tasks (bench/data/agents/tasks.jsonl; the only tasks prompts and
   decoding were tuned on), tool_choice "required": the rate of valid calls, of the right tool, and of fully
   correct calls, for unconstrained decoding and for constrained decoding with the tool chosen token by token
   (greedy), by direct scoring of each name, and by channel scoring, with argument values free or copied from
   the request (copy_arguments and optional_arguments="stated", the defaults for small models; see
-  llmlab/agents/arguments.py).
+  llmlab/agents/arguments.py), and with the copied values chosen by likelihood instead of greedily
+  (value_choice="likelihood": the sum of the candidate's token log-probabilities; "likelihood-mean": per
+  token).
 - dev: the same set-ups on the 26 held-out project tasks (bench/data/agents/dev.jsonl), which only chose
   between options that tied on the 28 (copy_arguments on for small models).
+- parallel: the 32 parallel-call project tasks (bench/data/agents/parallel.jsonl: requests that need one,
+  two or three calls, "weather in Paris and in Rome"; a train split of 16 the rule and its margin were set
+  on, a dev split of 16 only measured), parallel=True, tool_choice "required": valid calls, the right number
+  of calls, and fully correct replies (every needed call matched, no extra one), overall and on the tasks that
+  need several calls, for the greedy probe (does the model start another `<tool_call>`?) and the scored rule
+  (next_call="score", the default: another call of the same tool when the request holds an unused value for
+  it that the model scores about as likely as the last one).
 - speed: milliseconds the token masks cost per decoding step on SmolLM2's 49,152-token vocabulary, the
   first time each automaton state is seen (cold) and after (warm), beside the time of a decoding step itself.
 - bfcl: a 20-per-category subset of the Berkeley Function Calling Leaderboard v4 (simple_python, multiple,
   parallel, irrelevance; built into the data cache by bench/data/bfcl/build.py, see its README), scored with
   BFCL's AST checker rules (the project's implementation, bench/bfcl_checker.py):
   valid calls (decoded and matching the schema), fully correct calls, and abstention when no function fits,
-  with tool_choice "required" (argument values free, and copied: the default) and "auto" (the model writes
+  with tool_choice "required" (argument values free, and copied: the default, with the next call
+  decided by the probe or by the scored rule, the default) and "auto" (the model writes
   `<tool_call>` or not; or abstain="channel": a call when a tool explains the request better than no tool).
   Used only to report, never to tune. The functions are presented as BFCL presents them to function-calling
   models (types mapped to JSON Schema, "Note that the provided function is in Python 3 syntax.").
@@ -131,8 +141,8 @@ def run_parallel(engine: Any, only: list[str] | None = None) -> dict[str, Any]:
 
     tools = task_tools()
     configs = {
-        "probe (greedy: the model starts another call)": CallerConfig(parallel=True),
-        "scored next call": CallerConfig(parallel=True, next_call="score"),
+        "probe (greedy: the model starts another call)": CallerConfig(parallel=True, next_call="probe"),
+        "scored next call (default)": CallerConfig(parallel=True),
     }
     out: dict[str, Any] = {}
     configs = {k: v for k, v in configs.items() if only is None or any(o in k for o in only)}
@@ -203,9 +213,12 @@ def run_bfcl(
             CallerConfig(parallel=True, copy_arguments=False, optional_arguments="model"),
             "required",
         ),
-        "constrained, required, copied values": (CallerConfig(parallel=True), "required"),
-        "constrained, required, copied values, scored next call": (
-            CallerConfig(parallel=True, next_call="score"),
+        "constrained, required, copied values, probe for the next call": (
+            CallerConfig(parallel=True, next_call="probe"),
+            "required",
+        ),
+        "constrained, required, copied values, scored next call (default)": (
+            CallerConfig(parallel=True),
             "required",
         ),
         "constrained, auto, the model decides": (CallerConfig(parallel=True, max_text_tokens=96), "auto"),

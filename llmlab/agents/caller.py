@@ -6,7 +6,13 @@
     arguments: prompt + text + `<tool_call>\\n{"name": "<tool>", "arguments": ` -> constrained decoding of
                the rest (json_constraint.py), so the call parses and validates by construction; the
                grammar sees the parameters narrowed by the argument policies (arguments.py)
-    parallel:  after a call, let the model start another `<tool_call>` (chosen by direct scoring)
+    parallel:  after a call, another call of the same tool when the request holds an unused value for it
+               that the model scores about as likely as the last one (next_call="score"), its first
+               parameter rid of the values earlier calls used; or (next_call="probe") when the model starts
+               another `<tool_call>` itself (its tool then chosen by direct scoring)
+    values:    value_choice="likelihood": each value with candidates (an enum, or the copied spans and
+               numbers) rescored as a whole after decoding, the likeliest written (off by default: it
+               measured worse than greedy decoding on the project tasks)
 
 With `constrain=False` the model writes the whole reply freely and the calls are parsed from it (the
 baseline the benchmark compares with). The reply keeps the text exactly as the model wrote it, so the next
@@ -91,9 +97,11 @@ class CallerConfig:
     numbers of the conversation that fit its type): greedy (token by token under the grammar), likelihood
     (each candidate scored by the model's log-probability of the call text with it, given the call so far;
     the best one is written) or likelihood-mean (the same, divided by the candidate's token count)."""
-    next_call: str = "probe"
-    """With parallel, whether another call follows one: probe (greedy: the model starts `<tool_call>` right
-    away) or score (log P(another `<tool_call>`) against log P(end of turn) after the call)."""
+    next_call: str = "score"
+    """With parallel, whether another call follows one: score (another call of the same tool when the
+    request holds a value for its first parameter that no call used yet and that the model scores about as
+    likely as the value the last call wrote; see ToolCaller._another_scored) or probe (greedy: the model
+    starts `<tool_call>` right away, which SmolLM2 never does)."""
 
     def __post_init__(self) -> None:
         if self.selection not in SELECTIONS:

@@ -98,7 +98,8 @@ def test_parallel_calls(tiny_tok) -> None:
         return -5.0 if set(tiny_tok.decode([token])) & set("clu") else -0.1
 
     engine = ScriptedEngine(tiny_tok, lambda p: two, score=score)
-    caller = ToolCaller(engine, TOOLS, CallerConfig(parallel=True, copy_arguments=False))  # Oslo: not copied
+    config = CallerConfig(parallel=True, next_call="probe", copy_arguments=False)  # Oslo: not copied
+    caller = ToolCaller(engine, TOOLS, config)
     reply = caller.reply(USER, "required")
     assert [(c.name, c.arguments, c.error) for c in reply.calls] == [
         ("calculator", {"expression": "2+3"}, None),

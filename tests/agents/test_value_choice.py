@@ -129,7 +129,7 @@ def test_scored_next_call(tiny_tok, rome: float, calls: int) -> None:
         second = reply.calls[1].arguments["city"]
         assert second in spans([REQUEST]) and "paris" not in second.lower()
         assert reply.text.count("<tool_call>") == 2
-    probe = ToolCaller(engine, [weather], CallerConfig(parallel=True, copy_arguments=True))
+    probe = ToolCaller(engine, [weather], CallerConfig(parallel=True, next_call="probe", copy_arguments=True))
     assert len(probe.reply(USER, "required").calls) == 1
 
 
