@@ -17,7 +17,7 @@
   on, a dev split of 16 only measured), parallel=True, tool_choice "required": valid calls, the right number
   of calls, and fully correct replies (every needed call matched, no extra one), overall and on the tasks that
   need several calls, for the greedy probe (does the model start another `<tool_call>`?) and the scored rule
-  (next_call="score", the default: another call of the same tool when the request holds an unused value for
+  (next_call="score": another call of the same tool when the request holds an unused value for
   it that the model scores about as likely as the last one).
 - speed: milliseconds the token masks cost per decoding step on SmolLM2's 49,152-token vocabulary, the
   first time each automaton state is seen (cold) and after (warm), beside the time of a decoding step itself.
@@ -25,8 +25,8 @@
   parallel, irrelevance; built into the data cache by bench/data/bfcl/build.py, see its README), scored with
   BFCL's AST checker rules (the project's implementation, bench/bfcl_checker.py):
   valid calls (decoded and matching the schema), fully correct calls, and abstention when no function fits,
-  with tool_choice "required" (argument values free, and copied: the default, with the next call
-  decided by the probe or by the scored rule, the default) and "auto" (the model writes
+  with tool_choice "required" (argument values free, and copied: the default; with copied values, the
+  next call decided by the greedy probe, the default, or by the scored rule) and "auto" (the model writes
   `<tool_call>` or not; or abstain="channel": a call when a tool explains the request better than no tool).
   Used only to report, never to tune. The functions are presented as BFCL presents them to function-calling
   models (types mapped to JSON Schema, "Note that the provided function is in Python 3 syntax.").
@@ -141,8 +141,8 @@ def run_parallel(engine: Any, only: list[str] | None = None) -> dict[str, Any]:
 
     tools = task_tools()
     configs = {
-        "probe (greedy: the model starts another call)": CallerConfig(parallel=True, next_call="probe"),
-        "scored next call (default)": CallerConfig(parallel=True),
+        "probe (greedy: the model starts another call; default)": CallerConfig(parallel=True),
+        "scored next call": CallerConfig(parallel=True, next_call="score"),
     }
     out: dict[str, Any] = {}
     configs = {k: v for k, v in configs.items() if only is None or any(o in k for o in only)}
@@ -213,12 +213,9 @@ def run_bfcl(
             CallerConfig(parallel=True, copy_arguments=False, optional_arguments="model"),
             "required",
         ),
-        "constrained, required, copied values, probe for the next call": (
-            CallerConfig(parallel=True, next_call="probe"),
-            "required",
-        ),
-        "constrained, required, copied values, scored next call (default)": (
-            CallerConfig(parallel=True),
+        "constrained, required, copied values": (CallerConfig(parallel=True), "required"),
+        "constrained, required, copied values, scored next call": (
+            CallerConfig(parallel=True, next_call="score"),
             "required",
         ),
         "constrained, auto, the model decides": (CallerConfig(parallel=True, max_text_tokens=96), "auto"),

@@ -106,7 +106,7 @@ def test_scored_parallel_calls_on_the_project_tasks(smollm) -> None:
     engine = Engine.from_loaded(smollm)
     tools = tasks_module.task_tools()
     tasks = [tasks_module.load_parallel("train")[i] for i in PARALLEL_SUBSET]
-    scored = ToolCaller(engine, tools, CallerConfig(parallel=True))  # next_call="score", the default
+    scored = ToolCaller(engine, tools, CallerConfig(parallel=True, next_call="score"))
     probe = ToolCaller(engine, tools, CallerConfig(parallel=True, next_call="probe"))
     correct = 0
     for task in tasks:
