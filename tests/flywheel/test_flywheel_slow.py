@@ -1,8 +1,9 @@
 """The unattended flywheel on the real packaged models, on a reduced setting (slow tier).
 
 Setting: the guide questions about two pages (rag-documents.md, rag-store.md, whose text is the only document
-ingested), 8 held out and 8 for training, 4 completions each at temperature 0.7, answers of at most 32
-tokens, the scripted ranker `shortest`, DPO 2 epochs (LoRA on every linear layer, lr 1e-3), no reward model
+ingested), 8 held out and 8 for training, SmolLM2 as it is (`adapter="none"`; the flywheel's default base is
+the adapted model), 4 completions each at temperature 0.7 and every pair (`max_pairs=0`), answers of at most
+32 tokens, the scripted ranker `shortest`, DPO 2 epochs (LoRA on every linear layer, lr 1e-3), no reward model
 (the slowest step, not needed here), the aligned adapter served and asked one held-out question through the
 OpenAI client, then a rerun that skips every step.
 
@@ -49,7 +50,8 @@ def test_the_aligned_model_learns_the_rankers_preference_on_held_out_questions(
     questions = tmp_path / "questions.jsonl"
     questions.write_text("".join(line + "\n" for line in chosen), encoding="utf-8")
     config = FlywheelConfig(out=str(tmp_path / "run"), questions=str(questions), documents=str(docs), heldout=8,
-                            train=8, max_new_tokens=32, reward=False, ranker="shortest")  # fmt: skip
+                            train=8, max_new_tokens=32, reward=False, ranker="shortest", adapter="none",
+                            n=4, temperature=0.7, max_pairs=0)  # fmt: skip
     run = run_flywheel(config)
 
     result = json.loads((run / "10-eval" / "measures.json").read_text(encoding="utf-8"))
