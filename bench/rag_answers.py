@@ -118,7 +118,7 @@ def mean(rows: list[dict[str, Any]], key: str) -> float:
 
 
 def share(rows: list[dict[str, Any]], key: str) -> float:
-    return sum(bool(r[key]) for r in rows) / len(rows) if rows else float("nan")
+    return sum(bool(r.get(key)) for r in rows) / len(rows) if rows else float("nan")
 
 
 def summarize(rows: list[dict[str, Any]]) -> dict[str, float]:
@@ -254,6 +254,8 @@ def summarize_squad(rows: list[dict[str, Any]]) -> dict[str, float]:
         / max(1, len(answerable)),
         "not found (unanswerable)": 100 * share(unanswerable, "not_found"),
         "false not found (answerable)": 100 * share(answerable, "not_found"),
+        "of them by the relevance gate": 100 * share(answerable, "gated"),
+        "not found by the gate (unanswerable)": 100 * share(unanswerable, "gated"),
         "seconds per answer": mean(rows, "seconds"),
     }
 
@@ -279,13 +281,26 @@ def run_squad(args: argparse.Namespace) -> dict[str, Any]:
     print(
         f"{len(items)} questions ({n_unanswerable} unanswerable) over {len(articles)} SQuAD 2.0 dev articles"
     )
-    rows: dict[str, list[dict[str, Any]]] = {style: [] for style in args.styles}
+    columns = [*args.styles, *(f"{style}, gate off" for style in args.styles)]
+    rows: dict[str, list[dict[str, Any]]] = {column: [] for column in columns}
     with tempfile.TemporaryDirectory() as tmp:
         write_articles(articles, Path(tmp) / "articles")
         store = Store.open(str(Path(tmp) / "squad.sqlite"))
         report = store.ingest([Path(tmp) / "articles"])
         print(f"store: {len(report.added)} articles, {report.chunks} chunks", flush=True)
         retrieval = retrieval_upper_bound(store, [i for i in items if i["answerable"]], args.chunks)
+        if args.only_gated:  # the questions the relevance gate stops: what the gate costs or saves
+            from llmlab.rag.relevance import THRESHOLD, on_topic_probability, relevance_features
+
+            defaults = AnswerConfig()
+
+            def stopped(item: dict[str, Any]) -> bool:
+                hits = store.search(item["question"], mode=defaults.mode, top_k=defaults.chunks)
+                features = relevance_features(item["question"], hits)
+                return features is not None and on_topic_probability(features) < THRESHOLD
+
+            items = [i for i in items if stopped(i)]
+            print(f"the relevance gate stops {len(items)} of them: {[i['id'] for i in items]}", flush=True)
         print(f"loading {args.model}", flush=True)
         engines = {"": load_engine(args.model, device="cpu")}
         if any(style.startswith("adapter:") for style in args.styles):
@@ -302,7 +317,13 @@ def run_squad(args: argparse.Namespace) -> dict[str, Any]:
                 start = time.perf_counter()
                 answer = answerer.stream(item["question"], hits=hits).result()
                 row = score_squad(item, answer) | {"seconds": time.perf_counter() - start}
-                rows[style].append(row)
+                rows[style].append(row | {"gated": float(answer.gated)})
+                if answer.gated:  # what the model says without the relevance gate (the rest is the same)
+                    ungated = AnswerConfig(**style_options(style), relevance_gate="off")
+                    start = time.perf_counter()
+                    answer = Answerer(store, engine, ungated).stream(item["question"], hits=hits).result()
+                    row = score_squad(item, answer) | {"seconds": time.perf_counter() - start}
+                rows[f"{style}, gate off"].append(row)
                 if args.verbose:
                     gold = item["answers"] or ["(unanswerable)"]
                     print(
@@ -384,6 +405,11 @@ def main() -> int:
     parser.add_argument("--adapter", help="a LoRA adapter (or run folder) for the adapter: styles")
     parser.add_argument("--min-relevance", type=float, default=0.0, help="the relevance gate (0: off)")
     parser.add_argument("--limit", type=int, default=0, help="only the first N questions")
+    parser.add_argument(
+        "--only-gated",
+        action="store_true",
+        help="--set squad: answer only the questions the relevance gate stops (with and without the gate)",
+    )
     parser.add_argument("--verbose", action="store_true", help="print every answer")
     parser.add_argument("--json", help="also write every answer and the summary to this file")
     args = parser.parse_args()

@@ -69,6 +69,7 @@ def add_config_arguments(
     cls: type,
     skip: tuple[str, ...] = (),
     rename: dict[str, str] | None = None,
+    defaults: dict[str, Any] | None = None,
 ) -> None:
     """Add one `--flag` per dataclass field; unset flags stay absent so defaults and YAML can apply.
 
@@ -76,6 +77,8 @@ def add_config_arguments(
         skip: fields that get no flag.
         rename: field -> flag name, where the field's own name would mean something else on this verb
             (e.g. `top_k` of a search is `--chunks`, since `--top-k` is always sampling's).
+        defaults: field -> this verb's own default, shown in the help instead of the dataclass's (the verb
+            applies it with `set_defaults`).
     """
     hints = typing.get_type_hints(cls)
     docs = field_docs(cls)
@@ -87,6 +90,7 @@ def add_config_arguments(
         default = f.default if f.default is not dataclasses.MISSING else None
         if f.default_factory is not dataclasses.MISSING:
             default = f.default_factory()
+        default = (defaults or {}).get(f.name, default)
         help_text = docs.get(f.name, "")
         if default not in (None, "", [], ()):
             help_text += f" (default: {default})"

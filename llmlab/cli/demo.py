@@ -28,10 +28,11 @@ def register(subparsers: Any) -> None:
         "and store docs/ (first run only), retrieve, answer with the packaged model, cite the sources.",
     )
     demo.add_argument("--question", default=DEMO_QUESTION, help=f"what to ask (default: {DEMO_QUESTION!r})")
-    _add_answer_arguments(demo)
     # The base model copying a span: the grounded-answer adapter (rag ask's default) quotes the wrong sentence
     # for the demo's question ("a half-written or corrupted cache"); --adapter auto shows it.
-    demo.set_defaults(func=run_demo, answer_style="extractive", adapter="none")
+    own = {"answer_style": "extractive", "adapter": "none"}
+    _add_answer_arguments(demo, defaults=own)
+    demo.set_defaults(func=run_demo, **own)
 
 
 def run_demo(args: argparse.Namespace) -> int:

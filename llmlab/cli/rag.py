@@ -89,12 +89,15 @@ def _add_store(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _add_answer_arguments(parser: argparse.ArgumentParser, show_context: bool = True) -> None:
+def _add_answer_arguments(
+    parser: argparse.ArgumentParser, show_context: bool = True, defaults: dict[str, Any] | None = None
+) -> None:
+    """The answer, model and decoding flags; `defaults`: the verb's own AnswerConfig defaults (help text)."""
     from llmlab.cli.session import add_model_arguments
     from llmlab.generation.config import GenerationConfig
     from llmlab.rag.answer import ANSWER_DEFAULTS, AnswerConfig
 
-    add_config_arguments(parser, AnswerConfig)
+    add_config_arguments(parser, AnswerConfig, defaults=defaults)
     add_model_arguments(parser)
     group = parser.add_argument_group(
         "decoding", f"as in llmlab generate; answers default to {_defaults_text(ANSWER_DEFAULTS)}"
@@ -200,8 +203,8 @@ def stream_answer(stream: AnswerStream, args: argparse.Namespace, root: Path | N
         print_context(stream, root)
     for piece in trimmed(stream):
         write_stream(piece)
-    write_stream("\n\n")
     assert stream.answer is not None
+    write_stream("\n" if stream.answer.not_found else "\n\n")  # "I don't know" has no sources below it
     print_sources(stream.answer, root)
     return stream.answer
 

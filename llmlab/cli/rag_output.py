@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from rich.markup import escape
 
 from llmlab.cli.output import console, err_console, print_table
+from llmlab.rag.relevance import THRESHOLD as GATE_THRESHOLD
 
 if TYPE_CHECKING:
     from llmlab.rag.answer import AnswerStream
@@ -124,6 +125,17 @@ def print_context(stream: AnswerStream, root: Path | None) -> None:
         )
 
 
+def gate_message(answer: Answer) -> str:
+    """Why a relevance gate refused: the fitted gate's probability, else the --min-relevance similarity."""
+    if answer.on_topic is not None and answer.on_topic < GATE_THRESHOLD:
+        return (
+            f"the question looks off topic for these documents (P(on topic) {answer.on_topic:.2f} by the "
+            "relevance gate; --relevance-gate off asks the model anyway)"
+        )
+    similarity = answer.relevance or 0.0
+    return f"no retrieved chunk is close to the question (best similarity {similarity:.2f}, under --min-relevance)"
+
+
 def print_sources(answer: Answer, root: Path | None) -> None:
     """The numbered sources under a streamed answer, each with its location and supporting snippet."""
     from llmlab.rag.result import source_label
@@ -134,11 +146,7 @@ def print_sources(answer: Answer, root: Path | None) -> None:
             f"[dim]ignored citation(s) {numbers}: only {len(answer.hits)} context block(s)[/dim]"
         )
     if answer.gated:
-        err_console.print(
-            f"[dim]no retrieved chunk is close to the question (best similarity {answer.relevance:.2f}, "
-            "under --min-relevance); the model was not asked[/dim]",
-            soft_wrap=True,
-        )
+        err_console.print(f"[dim]{gate_message(answer)}; the model was not asked[/dim]", soft_wrap=True)
     if answer.not_found:
         return
     if not answer.sources:

@@ -37,6 +37,8 @@ from llmlab.rag.citations import (
     validate_citations,
 )
 from llmlab.rag.extractive import SpanConstraint, extractive_answer, span_constraint
+from llmlab.rag.relevance import THRESHOLD as GATE_THRESHOLD
+from llmlab.rag.relevance import gate_applies, on_topic_probability, relevance_features
 from llmlab.rag.result import Answer
 from llmlab.rag.retrieval import MODES
 from llmlab.rag.types import Chunk, Hit
@@ -46,6 +48,7 @@ if TYPE_CHECKING:
 
 ANSWER_STYLES = (*STYLES, "auto")
 SPAN_CHOICES = ("greedy", "likelihood")
+RELEVANCE_GATES = ("auto", "off")
 AUTO_EXTRACTIVE_PARAMETERS = 1_000_000_000
 """--answer-style auto copies spans (extractive) with models under this many parameters, else writes freely:
 the packaged 135M model's free answers restate the question with wrong facts (issue 14), while a span it
@@ -98,6 +101,10 @@ class AnswerConfig:
     """Reply "I don't know based on the documents." without generating when no retrieved chunk has a dense
     (cosine) similarity to the query of at least this; 0 disables (the default: with minilm-l6, on-topic questions about llmlab's
     guide scored as low as 0.25 and off-topic ones as high as 0.54, so no threshold separates them)."""
+    relevance_gate: str = "auto"
+    """auto: reply "I don't know based on the documents." without generating when the question is off
+    topic by the gate fitted on training data (the hits' best cosine and the question's words found in
+    them; llmlab/rag/relevance.py), for stores built with the embedder it was fitted for; off: never."""
 
     def __post_init__(self) -> None:
         if self.chunks < 1:
@@ -116,6 +123,10 @@ class AnswerConfig:
             )
         if self.max_prompt_tokens < 16:
             raise ConfigError(f"--max-prompt-tokens must be at least 16, got {self.max_prompt_tokens}")
+        if self.relevance_gate not in RELEVANCE_GATES:
+            raise ConfigError(
+                f"--relevance-gate must be one of {', '.join(RELEVANCE_GATES)}, got {self.relevance_gate!r}"
+            )
         for name, value in (("min-support", self.min_support), ("min-relevance", self.min_relevance)):
             if not -1.0 <= value <= 1.0:
                 raise ConfigError(f"--{name} must be in [-1, 1], got {value}")
@@ -279,9 +290,12 @@ class Answerer:
             ask_as or question, hits, self.engine.tokenizer, self.budget, self.prompt_style, style
         )
         relevance = max((h.scores["dense"] for h in hits if "dense" in h.scores), default=None)
-        gated = relevance is not None and relevance < self.config.min_relevance
+        on_topic = self._on_topic(query, hits)
+        gated = (relevance is not None and relevance < self.config.min_relevance) or (
+            on_topic is not None and on_topic < GATE_THRESHOLD
+        )
         if style == "extractive" and prompt.hits and not gated:
-            return self._extractive(question, query, prompt, relevance)
+            return self._extractive(question, query, prompt, relevance, on_topic)
         embed = self.store.embedder.embed if hits else _no_embed
         pieces: Iterable[str] = (
             self.engine.stream(prompt.text, self.generation)
@@ -291,13 +305,23 @@ class Answerer:
 
         def finish(text: str) -> Answer:
             answer = finish_answer(question, text, prompt, embed, self.config.min_support, query)
-            answer.relevance, answer.gated = relevance, gated
+            answer.relevance, answer.on_topic, answer.gated = relevance, on_topic, gated
             return answer
 
         return AnswerStream(prompt, pieces, finish, query)
 
     def answer(self, question: str, *, query: str | None = None) -> Answer:
         return self.stream(question, query=query).result()
+
+    def _on_topic(self, query: str, hits: Sequence[Hit]) -> float | None:
+        """P(on topic) by the fitted relevance gate; None when the gate is off or does not apply."""
+        if self.config.relevance_gate == "off":
+            return None
+        stored = self.store.backend.embedder()
+        if not gate_applies(stored[0] if stored else None):
+            return None
+        features = relevance_features(query, hits)
+        return None if features is None else on_topic_probability(features)
 
     @property
     def prompt_style(self) -> str:
@@ -323,7 +347,12 @@ class Answerer:
         return style
 
     def _extractive(
-        self, question: str, query: str, prompt: GroundedPrompt, relevance: float | None
+        self,
+        question: str,
+        query: str,
+        prompt: GroundedPrompt,
+        relevance: float | None,
+        on_topic: float | None,
     ) -> AnswerStream:
         """Generate under the span constraint (extractive.py) and cite the block the span was copied from."""
         engine: Any = self.engine
@@ -345,7 +374,7 @@ class Answerer:
         def finish(text: str) -> Answer:
             ids = chosen or (pieces.completion.token_ids if getattr(pieces, "completion", None) else [])
             answer = extractive_answer(question, text, ids, constraint, prompt, self.generation.stop, query)
-            answer.relevance = relevance
+            answer.relevance, answer.on_topic = relevance, on_topic
             return answer
 
         return AnswerStream(prompt, pieces, finish, query)

@@ -54,8 +54,10 @@ class Answer:
     """True when the reply says the documents do not hold the answer."""
     relevance: float | None = None
     """The best dense similarity between the query and a retrieved chunk (None: no dense scores)."""
+    on_topic: float | None = None
+    """P(the question is about the documents) by the fitted relevance gate (None: the gate was off)."""
     gated: bool = False
-    """True when NOT_FOUND came from the relevance gate (--min-relevance), not from the model."""
+    """True when NOT_FOUND came from a relevance gate (--relevance-gate, --min-relevance), not the model."""
     dropped: list[Hit] = field(default_factory=list)
     prompt_tokens: int = 0
 
@@ -68,6 +70,7 @@ class Answer:
             "not_found": self.not_found,
             "gated": self.gated,
             "relevance": self.relevance,
+            "on_topic": self.on_topic,
             "sources": [_source_dict(s, root) for s in self.sources],
             "citations": self.citations,
             "invalid_citations": self.invalid_citations,

@@ -118,6 +118,10 @@ def test_cli_agent_two_step_task(llmlab_cache, tmp_path: Path, capsys, monkeypat
     from llmlab.cli import main
 
     monkeypatch.setenv("LLMLAB_HOME", str(tmp_path / "home"))
+    # rag_search shows sources relative to the working directory: from tmp_path the observation reads
+    # "notes/office.md › Printer" on every run; from elsewhere it would carry pytest's numbered temporary
+    # folder (pytest-249/...), a prompt that changes from run to run and, once, the model's arithmetic.
+    monkeypatch.chdir(tmp_path)
     notes = tmp_path / "notes"
     notes.mkdir()
     (notes / "office.md").write_text((REPO / "tests/fixtures/docs/agents/notes/office.md").read_text())
@@ -134,6 +138,9 @@ def test_cli_agent_two_step_task(llmlab_cache, tmp_path: Path, capsys, monkeypat
     actions = [(e["tool"], e["arguments"]) for e in events if e["type"] == "action"]
     observations = [e["text"] for e in events if e["type"] == "observation"]
     assert [a[0] for a in actions] == ["rag_search", "calculator"]
-    assert "24 pages per minute" in observations[0]
+    assert (
+        observations[0].startswith("[1] notes/office.md › Printer:")
+        and "24 pages per minute" in observations[0]
+    )
     assert observations[1] == "120"  # 24 * 5, computed by the calculator from the looked-up speed
     assert "120" in events[-1]["text"] and out.splitlines()[-1].startswith("answer:")

@@ -402,3 +402,136 @@ def test_copyright_source_and_comment_notes_at_the_end_are_dropped_and_prose_abo
     )
     assert _body_text(policy).endswith(BODY[-1] + "\n\n" + prose)
     assert _body_text(_article(end="<p>© Courier wires</p>")).endswith("© Courier wires")
+
+
+def test_text_after_a_heading_or_paragraph_outside_any_block_is_kept_as_a_paragraph():
+    """trafilatura leaves text that follows a heading or a paragraph outside any element as that block's tail
+    (a lead after a subheading): it is a paragraph of its own, not lost."""
+    lead = "The harbour plan is the largest change to the east quay since the ferry terminal was built sixty years ago."
+    after_heading = _body_text(_article(middle=f"<h2>What changes</h2>{lead}"))
+    assert "What changes\n\n" + lead + "\n\n" + BODY[2] in after_heading
+    after_paragraph = _body_text(_article(middle=f"<div><p>Short intro.</p>{lead}</div>"))
+    assert "Short intro.\n\n" + lead + "\n\n" + BODY[2] in after_paragraph
+    assert all(p in after_heading and p in after_paragraph for p in BODY)
+
+
+def test_the_space_after_a_link_that_trafilatura_trims_is_put_back():
+    """In a <div> of lines split by <br> with a block inside, trafilatura reads a link as a block of its own and
+    trims the space after it ("east quay planwas shown"): the page has the space, so it is put back; a link
+    glued to a word in the page ("CC-BY-SA" + "4.0") stays glued."""
+    middle = (
+        "<div>The plan was first shown in May.<br><br>\nMonths after the <a href='/plans/east-quay'>east quay "
+        "plan</a> was shown, the council approved it after a long debate.<div><span>Photo: the east quay</span>"
+        "</div><br><br>The licence is <a href='/licence'>CC-BY-SA</a>4.0 for the photos of the quay.<br><br>"
+        "Tickets for the <strong><a href='/fair'>harbour fair</a></strong> go on sale in May.</div>"
+    )
+    text = _body_text(_article(middle=middle))
+    assert "east quay plan was shown, the council approved it after a long debate." in text
+    assert "planwas" not in text and "CC-BY-SA4.0" in text
+    assert "harbour fair go on sale in May." in text  # the space is the tail of the <strong> around the link
+    assert all(p in text for p in BODY)
+
+
+def test_a_short_line_with_a_date_and_a_clock_time_is_dropped_and_a_sentence_with_them_kept():
+    """Lines such as "sexta-feira, 22 de outubro de 2010 às 20:13" and "By Ann Lee, August 14, 2020 2:30 pm" say
+    when the article was posted, not part of it; a sentence that gives a date and a time, and a time without a year, stay."""
+    stamps = _article(
+        top="<p>sexta-feira, 22 de outubro de 2010 às 20:13</p><p>By Ann Lee, August 14, 2020 2:30 pm</p>",
+        middle="<p>20.04.2018 16:22 | Harbour News</p>",
+    )
+    text = _body_text(stamps)
+    for junk in ("2010", "Ann Lee", "20.04.2018"):
+        assert junk not in text
+    assert all(p in text for p in BODY)
+    sentence = "The council meets again on 12 March 2025 at 18:30."
+    kept = _body_text(_article(middle=f"<p>{sentence}</p><p>Doors open at 17:45</p>"))
+    assert f"{BODY[1]}\n\n{sentence}\n\nDoors open at 17:45\n\n{BODY[2]}" in kept
+
+
+def test_a_post_the_article_quotes_is_kept_out_of_its_social_media_wrapper():
+    """trafilatura drops <div class="social-media-embed"> and with it the tweet the article quotes; the tweet is
+    taken out of its wrapper and kept, while other blocks in such wrappers still go."""
+    tweet = (
+        '<div class="social-media-embed"><blockquote class="twitter-tweet"><p lang="en">The new harbour plan is '
+        'the best news this town has had in years <a href="https://t.co/x1">pic.twitter.com/x1</a></p>— Ann Lee '
+        '(@annlee) <a href="https://twitter.com/annlee/status/1">November 18, 2019</a></blockquote>'
+        '<script async src="https://platform.twitter.com/widgets.js"></script></div>'
+    )
+    share = '<div class="social-share"><blockquote>Share this story with your friends and family today</blockquote></div>'
+    text = _body_text(_article(middle=tweet + share))
+    assert "The new harbour plan is the best news this town has had in years pic.twitter.com/x1" in text
+    assert "— Ann Lee (@annlee) November 18, 2019" in text
+    assert "Share this story" not in text
+    assert all(p in text for p in BODY)
+
+
+def test_an_article_body_split_by_an_advertisement_row_is_read_whole_and_teasers_stay_out():
+    """<div class="article__body"> cut in two by an advertisement row: trafilatura read only the first part; the
+    second is joined to it. Containers of the same class that hold a linked title are teasers of other posts."""
+    paragraphs = [f"<p>{p}</p>" for p in BODY]
+    body = '<div class="grid"><div class="article__body">{}</div></div>'
+    advert = '<div class="row"><div class="ad"><span>Advertisement</span></div></div>'
+    page = (
+        "<html><head><title>Harbour plan approved</title></head><body><main><h1>Harbour plan approved</h1>"
+        + body.format("".join(paragraphs[:2]))
+        + advert
+        + body.format("".join(paragraphs[2:]))
+        + "</main></body></html>"
+    ).encode()
+    text = _body_text(page)
+    assert "\n\n".join(BODY) in text and "Advertisement" not in text
+    teaser = (
+        '<div class="post-text"><h3><a href="/fair">Harbour fair opens</a></h3><p>The fair on the quay opens on '
+        "Saturday with stalls, music and a market of local food from the farms around the town.</p></div>"
+    )
+    listing = (
+        "<html><head><title>Harbour plan approved</title></head><body><main><h1>Harbour plan approved</h1>"
+        '<div class="post-text">' + "".join(paragraphs) + "</div>" + teaser + "</main></body></html>"
+    ).encode()
+    assert "fair on the quay" not in _body_text(listing)
+
+
+def test_a_list_of_short_linked_items_that_ends_the_text_is_dropped_and_one_of_prose_kept():
+    """At the end, a list of >= 3 short items each with a link lists more stories, even with words around the
+    links ("YouTubers must unionize, <link>no matter what Google says</link>"); a list of longer items, or one
+    in the middle of the text, stays."""
+    more = (
+        "<ul><li>Fishermen must unite, <a href='/a'>no matter what the council says</a></li>"
+        "<li>Paid parking is not the problem. <a href='/b'>Our habits are</a></li>"
+        "<li>Could a ferry <a href='/c'>run on the wind alone</a>?</li></ul>"
+    )
+    text = _body_text(_article(end=more))
+    assert text.endswith(BODY[-1]) and "Fishermen" not in text
+    kept = _body_text(_article(middle=more))
+    assert "- Fishermen must unite, no matter what the council says" in kept
+    steps = "".join(
+        f"<li>Step {n}: the <a href='/s{n}'>plan</a> says the builders will first clear the warehouses on the east "
+        "quay and then lay the new foundations.</li>"
+        for n in (1, 2, 3)
+    )
+    assert _body_text(_article(end=f"<ul>{steps}</ul>")).endswith("lay the new foundations.")
+
+
+def test_a_pull_quote_in_an_aside_is_kept_and_other_asides_dropped():
+    """trafilatura drops every <aside>; one that is a quotation (a <q>, or text in quotation marks) is the
+    article's pull quote and stays; a sidebar aside still goes."""
+    middle = (
+        "<div class='float-right'><aside><q>This will be the quay's second life</q></aside></div>"
+        "<aside class='o6p93a'><span>“The market hall is the heart of the plan—think of it as the town's new "
+        "square”</span></aside><aside class='widget'><h3>Most popular</h3><p>Ferry fares to rise in May</p>"
+        "</aside>"
+    )
+    text = _body_text(_article(middle=middle))
+    assert f"{BODY[1]}\n\nThis will be the quay's second life\n\n“The market hall" in text
+    assert "Most popular" not in text and "Ferry fares" not in text
+    assert all(p in text for p in BODY)
+
+
+def test_a_prompt_to_listen_live_or_back_at_the_end_is_dropped_and_prose_about_listening_kept():
+    """A line such as "Listen to Harbour Radio live at 12:45 weekdays - or listen back here." asks the reader to
+    act, like a newsletter prompt; a sentence of the body about listening to a broadcast stays."""
+    prompt = "<p>Listen to Harbour Radio live at 12:45 and 17:45 weekdays - or listen back here.</p>"
+    text = _body_text(_article(end=prompt))
+    assert text.endswith(BODY[-1]) and "Harbour Radio" not in text
+    prose = "Residents can listen to the recording of the debate in the library on Saturday mornings."
+    assert _body_text(_article(end=f"<p>{prose}</p>")).endswith(prose)

@@ -265,3 +265,158 @@ def test_line_numbers_in_the_margins_are_dropped_and_split_words_rejoined():
         for i, (a, b) in enumerate(zip(left, right, strict=True))
     )
     assert reading_order(grid) == "\n".join([*left, *right])
+
+
+def footnote_page(footnote_pt: float) -> tuple[bytes, list[str], str]:
+    """(PDF, body sentences in reading order, the footnote): two columns of 11 pt text; the left one ends early
+    with a footnote at its foot, the right one runs on beside the footnote (as LaTeX sets them)."""
+    from columns import sentences
+
+    pdf = fpdf.FPDF(format="A4")
+    pdf.add_page()
+    body = sentences(60, seed=5)
+    note = (
+        "This report was adapted from the instructions of earlier meetings, written by several people over "
+        "many years, and its footnote runs across several lines of the left column."
+    )
+    width, left = 85.0, (15.0, 106.0)
+    pdf.set_font("Helvetica", size=11)
+    written, k = [], 0
+    for x, bottom in zip(left, (240.0, 288.0), strict=True):
+        y = 20.0
+        while k < len(body):
+            lines = pdf.multi_cell(width, 5.5, body[k], dry_run=True, output="LINES")
+            if y + 5.5 * len(lines) > bottom:
+                break
+            for line in lines:
+                pdf.text(x, y, line)
+                y += 5.5
+            written.append(body[k])
+            k += 1
+    pdf.set_font("Helvetica", size=footnote_pt)
+    step = footnote_pt * 0.45
+    lines = pdf.multi_cell(width, step, note, dry_run=True, output="LINES")
+    for n, line in enumerate(lines):
+        pdf.text(left[0], 270.0 - step * (len(lines) - 1 - n), line)
+    return bytes(pdf.output()), written, note
+
+
+def test_a_footnote_beside_the_other_column_is_read_after_the_page():
+    """Issue 17: a footnote in a smaller font at the foot of one column, beside the running text of the other,
+    is read after the page; pypdf's grid alone (the foil) mixes its lines into the other column's sentences."""
+    from columns import sentences_kept
+    from pypdf import PdfReader
+
+    from llmlab.rag.loaders.pdf import load_pdf
+
+    data, body, note = footnote_page(8)
+    text = load_pdf(data, "note.pdf", ocr="never").units[0].text
+    assert sentences_kept(text, body) == 1.0
+    assert " ".join(text.split()).endswith(" ".join(note.split()))
+    grid = PdfReader(io.BytesIO(data)).pages[0].extract_text(extraction_mode="layout")
+    assert sentences_kept(reading_order(grid), body) < 0.97
+
+
+def test_a_footnote_in_the_body_font_is_running_text():
+    """Text as large as the running text at a column's foot is not moved: only smaller text can be a note."""
+    from llmlab.rag.loaders.pdf import load_pdf
+
+    data, _, note = footnote_page(11)
+    text = " ".join(load_pdf(data, "note.pdf", ocr="never").units[0].text.split())
+    assert not text.endswith(" ".join(note.split()))
+
+
+def test_a_numbered_heading_under_the_shorter_column_keeps_the_longer_one_in_order():
+    """On a last page the left column runs on below the right one; a numbered section heading there ("5    Multiple
+    ...", its number set apart like a table cell) must not end the columns, or the left column's end would be
+    read after the right column."""
+    left = [
+        "The first column starts here and it",
+        "goes on beside the second column.",
+        "",
+        "Still the first column, now alone.",
+        "",
+        "5    Another Section",
+        "",
+        "The section's text ends the first",
+        "column at the foot of the page.",
+    ]
+    right = ["The second column is short and", "ends early on the last page."]
+    grid = "\n".join(f"{a:<40}      {b}".rstrip() for a, b in zip(left, right + [""] * 7, strict=True))
+    text = reading_order(grid)
+    assert text.index("foot of the page.") < text.index("The second column")
+    assert text.startswith("The first column starts here")
+
+
+def spaced_by_position_pdf(space_width: int) -> bytes:
+    """A one-line PDF whose words are set apart by TJ offsets of 0.2 em instead of space characters (as LuaLaTeX
+    does), in Times-Roman whose /Widths give the space `space_width` (thousandths of an em)."""
+    text = "Oral fluency and literacy were not correlated for our speakers."
+    tj = " -200 ".join(f"({w})" for w in text.split(" "))
+    widths = " ".join(str(space_width if c == 32 else 500 if c % 2 else 444) for c in range(32, 127))
+    objects = [
+        "<< /Type /Catalog /Pages 2 0 R >>",
+        "<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R"
+        " /Resources << /Font << /F1 5 0 R >> >> >>",
+        None,  # the content stream
+        f"<< /Type /Font /Subtype /Type1 /BaseFont /Times-Roman /FirstChar 32 /LastChar 126 /Widths [{widths}] >>",
+    ]
+    stream = f"BT /F1 11 Tf 72 700 Td [{tj}] TJ ET".encode()
+    out = bytearray(b"%PDF-1.4\n")
+    offsets = []
+    for n, obj in enumerate(objects, start=1):
+        offsets.append(len(out))
+        body = (
+            f"<< /Length {len(stream)} >>\nstream\n".encode() + stream + b"\nendstream"
+            if obj is None
+            else obj.encode()
+        )
+        out += f"{n} 0 obj\n".encode() + body + b"\nendobj\n"
+    xref = len(out)
+    out += f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode()
+    out += b"".join(f"{o:010d} 00000 n \n".encode() for o in offsets)
+    out += f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
+    return bytes(out)
+
+
+@pytest.mark.parametrize("space_width", [250, 444])
+def test_words_set_apart_by_position_keep_their_spaces(space_width):
+    """Issue 17: a font that reports too wide a space (another glyph's width) made pypdf's layout mode run the
+    words of a tightly set line together; a proportional font's space is taken as at most a third of an em."""
+    from pypdf import PdfReader
+
+    from llmlab.rag.loaders.pdf import load_pdf
+
+    data = spaced_by_position_pdf(space_width)
+    assert load_pdf(data, "s.pdf", ocr="never").units[0].text == (
+        "Oral fluency and literacy were not correlated for our speakers."
+    )
+    grid = PdfReader(io.BytesIO(data)).pages[0].extract_text(extraction_mode="layout").strip()
+    assert ("fluencyand" in grid) == (space_width == 444)  # the foil: pypdf alone
+
+
+def test_a_running_head_and_page_numbers_are_dropped_so_a_sentence_runs_on_across_pages(tmp_path):
+    """Issue 17: a line at the top (or foot) of every page, numbers aside, is a running head (or foot); left in,
+    it sits inside every sentence that goes on from one page to the next."""
+    pdf = new_pdf()
+    text = [
+        "The first page opens the report and its last sentence goes on",
+        "across the page break to the top of the second page, where",
+        "it ends; the third page only closes the report.",
+    ]
+    for n, line in enumerate(text, start=1):
+        pdf.add_page()
+        pdf.text(60, 12, "Confidential draft. Do not distribute.")
+        pdf.text(20, 40, line)
+        pdf.text(100, 285, f"Page {n} of 3")
+    doc = load_path(save(pdf, tmp_path / "running.pdf"))
+    assert [u.text for u in doc.units] == text
+    assert " ".join(u.text for u in doc.units) == " ".join(text)
+
+
+def test_a_page_that_is_only_a_running_line_keeps_it():
+    from llmlab.rag.loaders.pdf_layout import without_running_lines
+
+    pages = ["Draft 1\n\nText one.", "Draft 2\n\nText two.", "Draft 3", "Draft 4\nText four."]
+    assert without_running_lines(pages) == ["Text one.", "Text two.", "Draft 3", "Text four."]

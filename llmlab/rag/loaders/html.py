@@ -4,6 +4,9 @@
           -> lxml tree without comments, scripts (JSON-LD kept for metadata), styles and templates
           -> links made absolute (against <base href>, else the page URL or file URI)
           -> metadata (html_meta.py: title, author, date, language, site name)
+          -> posts the article quotes (tweets, Instagram) taken out of social-media wrappers that trafilatura drops
+          -> an article body split into containers of one class by an advertisement row joined into the first
+          -> pull quotes (an <aside> that is a quotation) read as <blockquote>: trafilatura drops every <aside>
           -> trafilatura main text (balanced mode) -> html_prune.py (hover cards, link lists, page lines, edges)
           -> sections by <head rend="hN">
 
@@ -12,7 +15,8 @@ resolves "../x" against the host instead of the page, so links are made absolute
 Comments are removed while parsing: inside trafilatura the text that follows a comment in a paragraph was lost
 ("When <!-- -->President ..." came out as "When"). Paragraphs are separated by blank lines, list items start
 with "- ", table rows keep their cells on one line joined by " | ", a line break inside a block is kept only
-where the page has <br>. The main text's links go to `metadata["links"]` (one per line). When trafilatura finds
+where the page has <br>; a space after a link that trafilatura trimmed ("MacBook Prowas released") is put back
+where the page has it. The main text's links go to `metadata["links"]` (one per line). When trafilatura finds
 no main text, all the page's text is kept with a warning. bench/loaders.py scores the text on the ScrapingHub
 article-extraction benchmark against plain trafilatura. Tests: tests/rag/test_loaders_html.py
 """
@@ -91,6 +95,9 @@ def document_from_tree(
     import lxml.etree
 
     lxml.etree.strip_elements(tree, *_INERT, with_tail=False)
+    unwrap_embedded_posts(tree)
+    join_split_bodies(tree)
+    pull_quotes(tree)
     units, links, warnings = extract_main(tree, source)
     metadata.setdefault("title", Path(source).stem)
     return Document(
@@ -178,6 +185,95 @@ def page_links(tree: Any) -> list[str]:
     return list(dict.fromkeys(absolute(tree, h) for h in hrefs if h))
 
 
+_EMBED_WRAPPER = re.compile(r"social|embed|share|tweet|twitter", re.IGNORECASE)
+_EMBEDDED_POST = re.compile(r"\b(twitter-tweet|instagram-media|tiktok-embed)\b")
+
+
+def unwrap_embedded_posts(tree: Any) -> None:
+    """A post quoted in the article (<blockquote class="twitter-tweet">, Instagram, TikTok) is taken out of the
+    wrapper that marks it as social-media furniture (<div class="social-media-embed">): trafilatura drops such
+    wrappers, and with them what the article quotes. The blockquote replaces the wrapper when the wrapper holds
+    nothing else."""
+    for quote in list(tree.iter("blockquote")):
+        if not _EMBEDDED_POST.search(quote.get("class", "")):
+            continue
+        wrapper = quote.getparent()
+        while (
+            wrapper is not None
+            and wrapper.tag == "div"
+            and not _EMBED_WRAPPER.search(wrapper.get("class", "") + " " + wrapper.get("id", ""))
+        ):
+            wrapper = wrapper.getparent() if len(wrapper) == 1 else None
+        if wrapper is None or wrapper.tag != "div" or len(wrapper) != 1 or (wrapper.text or "").strip():
+            continue
+        quote.tail = wrapper.tail
+        wrapper.getparent().replace(wrapper, quote)
+
+
+PULL_QUOTE_WORDS = 60
+"""An <aside> that is a quotation of at most this many words is a pull quote of the article."""
+_PULL_QUOTE_CLASS = re.compile(r"pull-?quote", re.IGNORECASE)
+_QUOTED = re.compile(r"^[\"“„«‘'].*[\"”“»’']$", re.DOTALL)
+
+
+def pull_quotes(tree: Any) -> None:
+    """An <aside> that is a quotation (a pull quote: its class says so, it holds a <q> or <blockquote>, or its
+    text is in quotation marks) is read as a <blockquote>: trafilatura drops every <aside>."""
+    for aside in list(tree.iter("aside")):
+        text = " ".join(aside.text_content().split())
+        if not text or len(text.split()) > PULL_QUOTE_WORDS:
+            continue
+        quoted = (
+            aside.find(".//q") is not None or aside.find(".//blockquote") is not None or _QUOTED.match(text)
+        )
+        if quoted or _PULL_QUOTE_CLASS.search(aside.get("class", "")):
+            aside.tag = "blockquote"
+            aside.attrib.clear()
+
+
+_BODY_CLASS = re.compile(r"(article|story|entry|post)[-_]*(body|content|text)", re.IGNORECASE)
+
+
+def join_split_bodies(tree: Any) -> None:
+    """An article body cut into several containers of the same class by an advertisement row between them
+    (<div class="article__body">...</div><div class="ad">...</div><div class="article__body">...</div>): trafilatura
+    takes the first and loses the rest, so the content of a later container is moved into the first when no
+    heading (h1-h3) stands between them and none holds a linked heading: on a page that lists posts, each post's
+    container follows its title or holds it as a link."""
+    groups: dict[str, list[Any]] = {}
+    for el in tree.iter("div", "section", "article"):
+        cls = el.get("class", "")
+        if cls and _BODY_CLASS.search(cls):
+            groups.setdefault(cls, []).append(el)
+    # A container with a linked heading is a teaser of another post (a list of posts), not part of the body.
+    groups = {
+        c: parts for c, parts in groups.items() if len(parts) > 1 and not any(map(_linked_heading, parts))
+    }
+    if not groups:
+        return
+    order = {}
+    headings = []
+    for i, el in enumerate(tree.iter()):
+        order[el] = i
+        if el.tag in ("h1", "h2", "h3"):
+            headings.append(i)
+    for parts in groups.values():
+        first = parts[0]
+        end = order[first] + sum(1 for _ in first.iter())
+        for part in parts[1:]:
+            start = order[part]
+            if start < end or any(end <= h < start for h in headings):
+                break  # nested in the first, or a new post under its own title
+            end = start + sum(1 for _ in part.iter())
+            for child in list(part):
+                first.append(child)
+            part.getparent().remove(part)
+
+
+def _linked_heading(el: Any) -> bool:
+    return any(h.find(".//a") is not None for h in el.iter("h1", "h2", "h3", "h4", "h5", "h6"))
+
+
 def extract_main(tree: Any, source: str) -> tuple[list[Unit], list[str], list[str]]:
     """(units, links of the main text, warnings) for a parsed page."""
     try:
@@ -204,6 +300,7 @@ def extract_main(tree: Any, source: str) -> tuple[list[Unit], list[str], list[st
         main = getattr(extracted, "body", None)
         if main is not None:
             prune(main)
+            space_after_links(main, tree)
             units = sections(main)
             targets = (ref.get("target", "") for ref in main.iter("ref"))
             links = list(dict.fromkeys(absolute(tree, t) for t in targets if t.strip()))
@@ -216,6 +313,33 @@ def extract_main(tree: Any, source: str) -> tuple[list[Unit], list[str], list[st
     if not text:
         return [], [], [f"{source}: no text found in the page"]
     return [Unit(text=text)], [], [f"{source}: no main text found; kept all the page's text"]
+
+
+def space_after_links(main: Any, tree: Any) -> None:
+    """Put back the space between a link and the word after it where trafilatura lost it ("MacBook Prowas
+    released"): it trims the text after a link that it reads as a block of its own. Only the page's links
+    followed by a space and then a letter or digit are looked up, and only when the main text has a link
+    glued to a word."""
+    glued = [ref for ref in main.iter("ref") if (ref.tail or "")[:1].isalnum() and _last_char(ref).isalnum()]
+    if not glued:
+        return
+    spaced = set()
+    for a in tree.iter("a"):
+        tail, el = a.tail, a
+        while not tail and el.getparent() is not None and el.getnext() is None:  # <strong><a>x</a></strong> y
+            el = el.getparent()
+            tail = el.tail
+        tail = tail or ""
+        if tail[:1].isspace() and tail.lstrip()[:1].isalnum():
+            spaced.add((a.get("href", "").strip(), " ".join("".join(a.itertext()).split())))
+    for ref in glued:
+        if (ref.get("target", "").strip(), " ".join("".join(ref.itertext()).split())) in spaced:
+            ref.tail = " " + ref.tail
+
+
+def _last_char(el: Any) -> str:
+    text = "".join(el.itertext()).rstrip()
+    return text[-1:]
 
 
 def sections(main: Any) -> list[Unit]:

@@ -1,16 +1,20 @@
 """Boilerplate that trafilatura keeps, removed from its main-text XML: the gap between it and the best article
 extractors is mostly precision (issue 17).
 
+First a repair: text that trafilatura leaves after a block and outside any (the tail of a <head> or <p> directly in
+<main>: a lead after a subheading, a paragraph after a quote) becomes a paragraph of its own; it was lost.
 Rules, each on trafilatura's <main> (blocks <p>, <list>, <quote>, <head>, <table>; links as <ref>):
     hover cards   a run of >= 3 links with nothing but spaces between them inside a paragraph is the pop-up of
                   the first one ("Rep. Ilhan OmarIlhan OmarHillicon Valley: ..."): only the first link is kept
     link blocks   a paragraph or list whose words are >= LINK_SHARE inside links, at most LINK_WORDS words a
                   link, is a list of related stories, tags or share buttons; so is a list whose every item opens
-                  with a linked headline (teasers of other stories); a short label just before it ("Related:",
+                  with a linked headline (teasers of other stories), and so is a list that ends the text, of
+                  >= 3 items of at most ITEM_WORDS words that each hold a link (more stories with words around
+                  their links); a short label just before it ("Related:",
                   "Read more:") goes with it, and so does such a label at the very end
     promotions    among the first and last EDGE_BLOCKS blocks, a paragraph of at most PROMO_WORDS words that asks
                   the reader to act (sign up, subscribe, newsletter, follow ... on Twitter, click here, share
-                  this story, tell us what you think)
+                  this story, tell us what you think, listen back or live)
     end buttons   lines of one or two bare words that end the text ("comments", "Share this")
     page lines    lines about the article rather than of it, anywhere, at most META_WORDS words: its reading
                   time ("Reading time: 2 min", "5 min read"), its tags or filing ("Filed under: Politics |"), the
@@ -18,7 +22,9 @@ Rules, each on trafilatura's <main> (blocks <p>, <list>, <quote>, <head>, <table
                   a paragraph of links that opens with a related-stories label ("Also on ...", "Read more ...",
                   "Don't miss ..."), however long the linked title; an all-capitals label ("DON'T MISS") before
                   a link block; a block that is an unrendered shortcode with a link, a button ("[button
-                  link=...]Send us your review[/button]")
+                  link=...]Send us your review[/button]"); a line of at most STAMP_WORDS words with a date
+                  that has a year and a clock time and no full stop at the end, the time the article or a
+                  comment was posted ("sexta-feira, 22 de outubro de 2010 às 20:13", "20.04.2018 16:22")
     end notes     among the last EDGE_BLOCKS blocks, a note of at most NOTE_WORDS words: a copyright line
                   ("Copyright 2019 ...", "... All rights reserved"), a source line ("SOURCE: News agencies"),
                   the comment policy ("Comments ... moderated"); a request for letters ("We'd like to hear what
@@ -33,7 +39,8 @@ line without a full stop at the end ("With Post wires", "© Reuters"); on trafil
 lines without a full stop at the start as well cost recall (0.942 -> 0.937). Also left out: "© ..." lines
 ("© Reuters" is kept in ground truths; "Copyright" followed by a sign or a year goes), a press release's
 closing "About <company>" section and affiliate disclosures ("... may earn a commission"): the ground truths
-keep them on some pages and leave them out on others.
+keep them on some pages and leave them out on others. Image credit lines ("Photo: ...", "Image credit: ...")
+stay: two ground truths of the pages tuned on keep them ("(Image credit: All About Space)", "Фото: ...").
 Tests: tests/rag/test_loaders_html.py.
 """
 
@@ -52,6 +59,9 @@ LABEL_WORDS = 4
 TEASER_WORDS = 3
 """A list whose every item opens with a link this long (a headline) lists other stories, whatever follows it."""
 
+ITEM_WORDS = 20
+"""A list that ends the text with a link in each item of at most this many words lists other stories."""
+
 EDGE_BLOCKS = 3
 """Promotions are looked for only in this many blocks at the start and at the end of the text."""
 PROMO_WORDS = 45
@@ -62,7 +72,8 @@ _WORD = re.compile(r"\w+")
 _PROMO = re.compile(
     r"\b(sign up|subscribe|newsletters?|follow [^.]{0,60}?\bon (facebook|twitter|instagram|youtube|linkedin)|"
     r"click here|join our|share (it|this story|this article)|like this (story|article)|tell us what you think|"
-    r"have a tip|get the latest|delivered (to|through) your|like to hear (from you|what you think))\b",
+    r"have a tip|get the latest|delivered (to|through) your|like to hear (from you|what you think)|"
+    r"listen (back|again|live)|listen to [^.]{0,40}?\blive)\b",
     re.IGNORECASE,
 )
 # The last line of a text when it is one or two bare words: a button or a label ("comments", "Share this").
@@ -99,6 +110,10 @@ _DATE_WORD = re.compile(
     r"(\d[\d:/.-]*|(?i:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec|mon|tue|tues|wed|thu|thurs|fri|sat|sun)"
     r"[a-z]*\.?|(?i:a\.?m\.?|p\.?m\.?|at|on|ago|hours?|hrs?|minutes?|mins?|days?)|[A-Z]{2,4})"
 )
+STAMP_WORDS = 10
+"""A line that gives the time of the article (a date with a year and a clock time) is at most this long."""
+_YEAR = re.compile(r"(?<!\d)(19|20)\d\d(?!\d)")
+_CLOCK = re.compile(r"(?<![\d:])\d{1,2}:\d\d(?![\d:])")
 # A block that is a WordPress-style shortcode left unrendered, with a link: a button ("[button link=...]Send us
 # your review[/button]"); a shortcode without a link may wrap content ("[sourcecode language=bash]...").
 _SHORTCODE = re.compile(r"^\[(\w+)\s[^\]]*\b(link|url|href)\s*=[^\]]*\].*\[/\1\]$", re.DOTALL)
@@ -106,6 +121,7 @@ _SHORTCODE = re.compile(r"^\[(\w+)\s[^\]]*\b(link|url|href)\s*=[^\]]*\].*\[/\1\]
 
 def prune(main: Any) -> None:
     """Apply the rules of the module docstring to trafilatura's <main> element, in place."""
+    _tails_as_paragraphs(main)
     for block in list(main.iter("p", "item", "quote", "cell")):
         _drop_hover_cards(block)
     blocks = [el for el in main if el.tag != "head"]
@@ -115,10 +131,23 @@ def prune(main: Any) -> None:
             dropped.add(id(before))
     if blocks and _label(blocks[-1]):  # a label whose list trafilatura already left out
         dropped.add(id(blocks[-1]))
+    if blocks and _linked_list(blocks[-1]):
+        dropped.add(id(blocks[-1]))
     dropped |= _edge_blocks(blocks)
     for el in blocks:
         if id(el) in dropped:
             main.remove(el)
+
+
+def _tails_as_paragraphs(main: Any) -> None:
+    """Text that trafilatura leaves after a block, outside any block (a lead after a heading), as a paragraph."""
+    for el in list(main):
+        tail = (el.tail or "").strip()
+        if tail:
+            el.tail = None
+            paragraph = el.makeelement("p", {})
+            paragraph.text = tail
+            el.addnext(paragraph)
 
 
 def _words(text: str) -> int:
@@ -150,6 +179,8 @@ def _about_the_page(el: Any) -> bool:
     text = " ".join(_text(el).split())
     if _SHORTCODE.match(text) or (_words(text) <= META_WORDS and (_META_LINE.match(text) or _dateline(text))):
         return True
+    if _timestamp(text):
+        return True
     refs = list(el.iter("ref"))
     linked = sum(_words(_text(ref)) for ref in refs)
     return bool(refs) and linked >= LINK_SHARE * _words(text) and bool(_RELATED.match(text))
@@ -162,11 +193,27 @@ def _dateline(text: str) -> bool:
     return bool(words) and all(_DATE_WORD.fullmatch(w.rstrip(".")) or _DATE_WORD.fullmatch(w) for w in words)
 
 
+def _timestamp(text: str) -> bool:
+    """A short line with a date that has a year and a clock time, and no full stop at the end: when the article
+    (or a comment) was posted ("sexta-feira, 22 de outubro de 2010 às 20:13", "24. März 2004, 19:49 | Genesis")."""
+    short = len(text.split()) <= STAMP_WORDS and not text.endswith(".")
+    return short and bool(_YEAR.search(text)) and bool(_CLOCK.search(text))
+
+
 def _teaser_list(el: Any) -> bool:
     """A list of other stories: each item opens with a linked headline of >= TEASER_WORDS words (after links
     without words, such as a thumbnail's), and a teaser may follow it."""
     items = el.findall("item")
     return len(items) >= 2 and all(_headline_first(item) for item in items)
+
+
+def _linked_list(el: Any) -> bool:
+    """A list that ends the text, of >= 3 short items (at most ITEM_WORDS words) that each hold a link: more
+    stories ("YouTubers must unionize, <link>no matter what Google says</link>")."""
+    items = el.findall("item") if el.tag == "list" else []
+    return len(items) >= 3 and all(
+        item.find(".//ref") is not None and _words(_text(item)) <= ITEM_WORDS for item in items
+    )
 
 
 def _headline_first(item: Any) -> bool:

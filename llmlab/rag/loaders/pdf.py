@@ -1,7 +1,10 @@
 """PDF files with pypdf: one unit per page (1-based page numbers), columns and tables in reading order.
 
     bytes -> checks (%PDF- header, encryption: empty password, else `password`; page limit)
-          -> per page: pypdf layout-mode grid -> pdf_layout.reading_order (plain mode if layout fails)
+          -> per page: pypdf layout-mode text runs -> footnotes apart (pdf_layout.footnotes) -> a grid of the
+             running text and one of the footnotes -> pdf_layout.reading_order each, the footnotes after
+             (plain mode if layout fails)
+          -> the document's running head and foot dropped (pdf_layout.without_running_lines)
           -> pages without text (ocr="auto") or every page (ocr="always"): OCR (ocr.py, the `ocr` extra)
 
 pypdf is pure Python and installs everywhere; its layout mode keeps each text run at its place on the page,
@@ -24,7 +27,7 @@ from typing import Any
 
 from llmlab.errors import DataError, MissingDependencyError
 from llmlab.rag.loaders.ocr import OcrMode, check_ocr_mode
-from llmlab.rag.loaders.pdf_layout import reading_order
+from llmlab.rag.loaders.pdf_layout import footnotes, reading_order, without_running_lines
 from llmlab.rag.loaders.source import content_hash
 from llmlab.rag.types import Document, Unit
 
@@ -71,7 +74,7 @@ def load_pdf(
                 f"corrupt or truncated PDF: {type(err).__name__}: {err}", location=source
             ) from err
     read, ocr_note = _ocr(data, pages, ocr, used_password, logged)
-    pages = [read.get(n, text) for n, text in enumerate(pages, start=1)]
+    pages = without_running_lines([read.get(n, text) for n, text in enumerate(pages, start=1)])
     units = [Unit(text=text, page=n) for n, text in enumerate(pages, start=1) if text.strip()]
     warnings = [f"{source}: {msg}" for msg in dict.fromkeys(logged)]
     warnings += _empty_page_warnings(source, pages, ocr_note)
@@ -152,7 +155,8 @@ def _pages(reader: Any, source: str, max_pages: int, warnings: list[str]) -> lis
 def page_text(page: Any, number: int = 0, warnings: list[str] | None = None) -> str:
     """One page's text in reading order (layout mode read by `reading_order`; plain mode if layout fails)."""
     try:
-        return reading_order(page.extract_text(extraction_mode="layout"))
+        text, notes = _layout_grids(page)
+        return "\n\n".join(t for t in (reading_order(text), reading_order(notes)) if t)
     except (
         Exception
     ) as err:  # pypdf's layout mode fails on some fonts and matrices; plain mode may still work
@@ -165,6 +169,58 @@ def page_text(page: Any, number: int = 0, warnings: list[str] | None = None) -> 
                 f"page {number}: text extraction failed ({type(err).__name__}: {err}; layout mode: {layout_error})"
             )
         return ""
+
+
+def _layout_grids(page: Any) -> tuple[str, str]:
+    """pypdf's layout-mode grid of a page's running text and, apart, of its footnotes (pdf_layout.footnotes).
+
+    The steps of pypdf's `PageObject._layout_mode_text` with its defaults, the text runs split in between;
+    where that part of pypdf (not public API) differs, the page's whole layout-mode text and no footnotes."""
+    try:
+        from pypdf._text_extraction import _layout_mode as layout
+        from pypdf.generic import ArrayObject, ContentStream, StreamObject
+
+        fonts = page._layout_mode_fonts()
+        for font in fonts.values():
+            _narrow_space(font)
+    except (ImportError, AttributeError):
+        return str(page.extract_text(extraction_mode="layout")), ""
+    contents = page.get("/Contents")
+    if contents is not None:
+        contents = contents.get_object()
+    if not isinstance(contents, (ArrayObject, StreamObject)):
+        return "", ""
+    runs = layout.text_show_operations(
+        iter(ContentStream(contents, page.pdf, "bytes").operations), fonts, True
+    )
+    if not runs:
+        return "", ""
+    text, notes = footnotes(runs)
+    width = layout.fixed_char_width(runs, 1.25)
+    return tuple(  # type: ignore[return-value]
+        layout.fixed_width_page(layout.y_coordinate_groups(part), width, True, 1) if part else ""
+        for part in (text, notes)
+    )
+
+
+MAX_SPACE = 333
+"""Widest word space, in thousandths of an em, believed of a proportional font (see `_narrow_space`)."""
+
+
+def _narrow_space(font: Any) -> None:
+    """Cap a proportional font's space width at MAX_SPACE (a third of an em; Times has 250, Helvetica 278).
+
+    pypdf's layout mode puts a space between two pieces of text when the gap is at least half the font's space
+    width. A subset font without a real space (LuaLaTeX's, which set word gaps by positioning alone) may
+    report another glyph's width (444 for TeX Gyre Termes' "e"), so the gaps of justified lines stay under
+    that and words run together ("fluencyandliteracy"). Monospaced and Type 3 fonts are left alone."""
+    widths = font.character_widths
+    if font.sub_type == "Type3" or len({w for k, w in widths.items() if k != "default" and w}) < 2:
+        return
+    if widths.get(font.space_char, 0) > MAX_SPACE:
+        font.character_widths = {**widths, font.space_char: MAX_SPACE}
+    if font.space_width > MAX_SPACE:
+        font.space_width = MAX_SPACE
 
 
 def _title(reader: Any) -> str:

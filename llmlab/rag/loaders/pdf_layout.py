@@ -16,6 +16,9 @@ recursive cuts, in the spirit of the XY-cut (Nagy & Seth, ICPR 1984):
             row per line with the non-empty cells joined by " | "
     a group without gutters is read line by line, a blank line between its bands (paragraphs)
 
+A lone line whose only wide gap follows a section number ("5    Methods") is not a table row, so it does not
+end the columns above it. Footnotes (`footnotes`) are cut out before the grid is made and read after the page;
+a document's running head and foot (`without_running_lines`) are dropped.
 A gutter with only marks to its left (bullets of a list) does not count. Outside tables a line's runs of spaces
 become one space (justified text spreads words apart). These are heuristics on the grid, not a layout analysis
 like pdfminer's; tests/rag/test_loaders_pdf.py measures them on two- and three-column pages with figures,
@@ -27,7 +30,8 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any, TypeVar
 
 GUTTER = 3
 """Fewest blank character columns between two columns of text or two table cells."""
@@ -35,7 +39,14 @@ GUTTER = 3
 TOLERANT_ROWS = 6
 """Rows with text on both sides a gutter needs before half of them sharing an edge is enough (see _aligned)."""
 
+SMALL_FONT = 0.9
+"""Text under this share of the page's running-text font height may be a footnote (see `footnotes`)."""
+
+Run = TypeVar("Run", bound=Mapping[str, Any])
+"""A text run of pypdf's layout mode (its BTGroup)."""
+
 _SPACES = re.compile(r"\s+")
+_SECTION_NUMBER = re.compile(r"(\d{1,2}|[A-Z])(\.\d{1,2})*\.?")
 
 
 _LEFT_NUMBER = re.compile(r"^(\s*)(\d{1,4})(?=\s{2,}\S)")
@@ -47,6 +58,84 @@ def reading_order(grid: str) -> str:
     """Text of a layout-mode page in reading order; paragraphs (blank lines in the grid) kept as blank lines."""
     lines = _without_line_numbers([line.rstrip() for line in grid.split("\n")])
     return "\n\n".join(_joined(p for p in _read_region(lines) if p))
+
+
+def footnotes(runs: list[Run]) -> tuple[list[Run], list[Run]]:
+    """(running text, footnotes) of a page's text runs (pypdf layout mode's BT groups: tx, displaced_tx, ty,
+    flip_sort, font_height, text), so that footnotes are read after the page instead of beside the other column.
+
+    A footnote is a run in a smaller font than the running text (under SMALL_FONT of the font height that most
+    characters have) set below all running text in its own horizontal span, and inside the running text's
+    left and right edges (line numbers in the margins are not footnotes). A superscript footnote mark in the
+    last line of a column sits above that line's baseline, so it stays. The runs are moved only when one of
+    them has a letter (a lone page number is not a footnote)."""
+    sizes: Counter[float] = Counter()
+    for run in runs:
+        sizes[round(run["font_height"], 1)] += len(run["text"].strip())
+    if not sizes:
+        return runs, []
+    body = max(sizes.items(), key=lambda kv: kv[1])[0]
+    small = [r["font_height"] < SMALL_FONT * body and r["text"].strip() != "" for r in runs]
+    main = [r for r, s in zip(runs, small, strict=True) if not s and r["text"].strip()]
+    if not main:
+        return runs, []
+    left = min(r["tx"] for r in main)
+    right = max(r["displaced_tx"] for r in main)
+    notes = []
+    for run, is_small in zip(runs, small, strict=True):
+        if not is_small or run["tx"] < left - 1 or run["displaced_tx"] > right + 1:
+            continue
+        height = run["ty"] * run["flip_sort"]
+        above = [
+            m["ty"] * m["flip_sort"]
+            for m in main
+            if m["tx"] < run["displaced_tx"] and run["tx"] < m["displaced_tx"]
+        ]
+        if all(height < h for h in above):
+            notes.append(run)
+    if not any(ch.isalpha() for r in notes for ch in r["text"]):
+        return runs, []
+    moved = {id(r) for r in notes}
+    return [r for r in runs if id(r) not in moved], notes
+
+
+RUNNING_PAGES = 3
+"""Fewest pages a running head or foot must be on (and at least half of the pages with text)."""
+
+_DIGITS = re.compile(r"\d+")
+
+
+def without_running_lines(pages: list[str]) -> list[str]:
+    """Pages without their running head and foot: a first (or last) line that, digits aside, is the first (or
+    last) line of at least half of the pages with text and of RUNNING_PAGES or more ("Confidential Review Copy.
+    DO NOT DISTRIBUTE.", "Page 3 of 12"), unless it is all the page has. It would otherwise sit inside every sentence that runs on from one
+    page to the next, and in every chunk of a page's top or foot."""
+    lines = [page.split("\n") for page in pages]
+    texts = [k for k, page in enumerate(pages) if page.strip()]
+    for end in (0, -1):
+        keys: Counter[str] = Counter()
+        for k in texts:
+            keys[_line_key(lines[k], end)] += 1
+        for key, count in keys.items():
+            if key and count >= RUNNING_PAGES and count >= len(texts) / 2:
+                for k in texts:
+                    if _line_key(lines[k], end) == key:
+                        _drop_line(lines[k], end)
+    return ["\n".join(page).strip("\n") for page in lines]
+
+
+def _line_key(lines: list[str], end: int) -> str:
+    """The first (end 0) or last (end -1) non-blank line, spaces collapsed and numbers as "#"."""
+    order = lines if end == 0 else reversed(lines)
+    line = next((x for x in order if x.strip()), "")
+    return _DIGITS.sub("#", " ".join(line.split()))
+
+
+def _drop_line(lines: list[str], end: int) -> None:
+    """Drop the first or last non-blank line, unless it is the page's only one (the page keeps some text)."""
+    filled = [i for i, line in enumerate(lines) if line.strip()]
+    if len(filled) > 1:
+        del lines[filled[end]]
 
 
 def _without_line_numbers(lines: list[str]) -> list[str]:
@@ -122,7 +211,7 @@ def _groups(bands: list[list[str]]) -> list[tuple[list[list[str]], list[tuple[in
     groups: list[tuple[list[list[str]], list[tuple[int, int]]]] = []
     for band in bands:
         own = real_gutters(band) if len(band) > 1 else []
-        gaps = own or internal_gutters(band)  # a lone line: its wide gaps (cells of a table row)
+        gaps = own if len(band) > 1 else _cell_gaps(band[0])  # a lone line: cells of a table row
         if groups:
             group, gutters = groups[-1]
             rows = [r for b in (*group, band) for r in b]
@@ -142,6 +231,14 @@ def _groups(bands: list[list[str]]) -> list[tuple[list[list[str]], list[tuple[in
                     continue
         groups.append(([band], own))
     return groups
+
+
+def _cell_gaps(line: str) -> list[tuple[int, int]]:
+    """A lone line's wide gaps (cells of a table row), less the one after a section number ("5    Methods")."""
+    gaps = internal_gutters([line])
+    if gaps and _SECTION_NUMBER.fullmatch(line[: gaps[0][0]].strip()):
+        gaps = gaps[1:]
+    return gaps
 
 
 def _narrowed(gutters: list[tuple[int, int]], blank: list[tuple[int, int]]) -> list[tuple[int, int]] | None:
