@@ -10,7 +10,8 @@ OpenAI client, then a rerun that skips every step.
 What is asserted, and what it means (honestly): on the 8 held-out questions, never ranked or trained on, the
 aligned model's greedy answers are shorter than the base model's by at least MARGIN_CHARS characters on
 average: DPO taught the ranker's preference, and it carries over to unseen questions. It is NOT an
-improvement in correctness: in the run measured here the answers went from 61.1 to 17.3 characters (delta
+improvement in correctness: measured again on 2026-12-05 (load average 3 to 5, 763 s, DPO 505 s), 57.3 -> 14.4
+characters (delta -42.9, 95% CI [-52.1, -33.4]) and token F1 0.046 -> 0.000. In the run measured first the answers went from 61.1 to 17.3 characters (delta
 -43.9, 95% paired bootstrap CI [-58.8, -27.7]) and ROUGE-L against the references from 0.047 to 0.000; the
 served model answered "1". 527 s on the project's 2-core machine at a load average of 3 (DPO 383 s, ask 46 s,
 eval 41 s, generate 32 s, ingest 9 s, serve 12 s); 918 s at a load average of 4 to 8; the same numbers both
