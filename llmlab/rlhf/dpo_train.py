@@ -173,7 +173,6 @@ def attach_reference(
     from safetensors.torch import load_file, save
 
     from llmlab.training.checkpoint import atomic_write_bytes
-
     from llmlab.training.distributed import rank
 
     path = run / REFERENCE
