@@ -87,7 +87,7 @@ def _register_rank(sub: Any) -> None:
     rank.add_argument(
         "--ranker",
         metavar="NAME",
-        help="scripted stand-in for people: shortest, longest, contains:WORD or reference:FILE",
+        help="scripted stand-in for people: shortest, longest, contains:WORD, reference:FILE or f1:FILE",
     )
     _add_ties(rank)
     rank.set_defaults(func=run_rank)
@@ -105,6 +105,14 @@ def _register_pairs(sub: Any) -> None:
     pairs.add_argument("ranked", metavar="RANKED.jsonl", help='{"prompt", "completions", "ranks"} a line')
     pairs.add_argument(
         "--out", required=True, metavar="FILE.jsonl", help='where to write the pairs; "-" prints them'
+    )
+    pairs.add_argument(
+        "--per-prompt",
+        type=int,
+        default=0,
+        metavar="K",
+        help="keep at most K pairs per prompt, those whose ranks differ most (best against worst first); "
+        "0 keeps every pair (default)",
     )
     _add_ties(pairs)
     pairs.set_defaults(func=run_pairs)
@@ -235,8 +243,10 @@ def run_pairs(args: argparse.Namespace) -> int:
     from llmlab.rlhf.records import read_rankings, write_jsonl
 
     rankings = read_rankings(args.ranked)
-    pairs, stats = rankings_to_pairs(rankings, args.ties)
+    pairs, stats = rankings_to_pairs(rankings, args.ties, args.per_prompt)
     left_out = f"{stats.tied} tied and {stats.identical} identical comparisons left out"
+    if stats.capped:
+        left_out += f", {stats.capped} pairs beyond --per-prompt {args.per_prompt}"
     summary = f"{stats.rankings} rankings -> {stats.pairs} pairs ({left_out})"
     if args.out == "-":
         for pair in pairs:

@@ -9,10 +9,11 @@ from pathlib import Path
 from typing import Any
 
 from llmlab.flywheel.questions import question_of
-from llmlab.flywheel.run import RULE, FlywheelConfig, Step
+from llmlab.flywheel.run import CRITERIA, RULE, RULE_REFERENCE, FlywheelConfig, Step, base_adapter
 
 USED = {  # which questions each step sees
     "split": "all (splits them)",
+    "base": "none (merges the adapter into the model)",
     "ingest": "none (the documents)",
     "ask": "train and held-out (RAG answers and prompts; the held-out prompts are only evaluated)",
     "generate": "train",
@@ -28,10 +29,10 @@ USED = {  # which questions each step sees
 LABELS = {
     "rougeL": "ROUGE-L F1 vs reference",
     "f1": "token F1 vs reference (SQuAD)",
-    "contains_reference": "ranker's rule: answer contains the reference",
+    "contains_reference": "answer contains the reference",
     "characters": "answer length, characters",
     "reward": "reward model score",
-    "ranker_preference": "ranker prefers aligned (+1) / base (−1)",
+    "ranker_preference": "contains-the-reference rule prefers aligned (+1) / base (−1)",
 }
 
 
@@ -53,6 +54,14 @@ def write_report(config: FlywheelConfig, steps: list[Step]) -> Path:
         f"Questions: `{config.questions}` ({len(train) + len(heldout)} used), documents: `{config.documents}`, "
         f"model `{config.model}`, reward model body `{config.reward_model}`, seed {config.seed}.",
         "",
+        (
+            f"The base (what is asked, sampled, aligned, evaluated as `base` and served) is `{config.model}` with "
+            f"the adapter `{base_adapter(config)}` merged in (`--adapter {config.adapter}`, step base: "
+            "`00-base/model`); `aligned` is that model with the DPO adapter."
+            if base_adapter(config)
+            else f"The base is `{config.model}` as it is (`--adapter none`); `aligned` adds the DPO adapter."
+        ),
+        "",
         "## Split",
         "",
         f'Questions are ordered by sha256("{config.seed}:" + id); the first {len(heldout)} are held out and '
@@ -65,13 +74,14 @@ def write_report(config: FlywheelConfig, steps: list[Step]) -> Path:
         "## Ranker: a scripted stand-in for people",
         "",
         (
-            f"Rule: {RULE}."
-            if config.ranker == "reference"
-            else f"Ranker `{config.ranker}` (its rule is printed in "
-            "`05-rank/log.txt`); the held-out measures below still apply the reference rule: " + RULE + "."
+            f"Rule (`{config.ranker}`): {RULE if config.ranker == 'f1' else RULE_REFERENCE}. It reads the "
+            "reference answers of the TRAIN questions only (`03-ask/references.jsonl`); its rankings are "
+            f"labelled `scripted:{config.ranker}:...`, not human feedback."
+            if config.ranker in CRITERIA
+            else f"Ranker `{config.ranker}` (its rule is printed in `05-rank/log.txt`), labelled "
+            f"`scripted:{config.ranker}`, not human feedback."
         )
-        + " It reads the reference answers of the TRAIN questions only (`03-ask/references.jsonl`); "
-        "its rankings are labelled `scripted:reference:...`, not human feedback. Replace it with a person: "
+        + f" At most {config.max_pairs or 'every'} pairs per question. Replace the ranker with a person: "
         "`llmlab feedback rank 04-generate/completions.jsonl --out 05-rank/ranked.jsonl` (no `--ranker`).",
         "",
         "## Steps",

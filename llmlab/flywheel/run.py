@@ -39,22 +39,29 @@ class FlywheelConfig:
     """questions with reference answers, {"id", "question", "answer"} a line"""
     documents: str = "docs"
     """the documents to answer from (a folder or file; ingested into the run's store)"""
-    heldout: int = 16
+    heldout: int = 25
     """questions held out for the final evaluation only"""
-    train: int = 16
+    train: int = 0
     """questions for feedback, ranking, reward training and DPO (0: all that are not held out)"""
     seed: int = 0
     """seed of the split, the sampling and the training"""
     model: str = "smollm2-135m-instruct"
     """the model that answers and is aligned"""
+    adapter: str = "auto"
+    """an adapter merged into the model first (step base); the merged model is then the base of every step
+    (asked, sampled, aligned, evaluated, served): auto is the packaged grounded-answer adapter that `rag ask`
+    uses with the packaged model, none the model as is, or an adapter folder"""
     reward_model: str = "minilm-l6"
     """the body of the reward model"""
-    n: int = 4
+    n: int = 8
     """completions sampled per train question"""
-    ranker: str = "reference"
-    """the scripted ranker: reference (the rule RULE, with the train questions' reference answers) or any
-    other `feedback rank --ranker` name (shortest, longest, contains:WORD)"""
-    temperature: float = 0.7
+    ranker: str = "f1"
+    """the scripted ranker: f1 (token F1 against the train questions' reference answers; equal F1 ties),
+    reference (contains the reference, then shorter) or a `feedback rank --ranker` name (shortest, ...)"""
+    max_pairs: int = 4
+    """most preference pairs per train question, those whose ranks differ most (0: every pair); DPO's time
+    grows with the pairs"""
+    temperature: float = 1.0
     """sampling temperature of the completions"""
     max_new_tokens: int = 48
     """most tokens in an answer (sampling, evaluation, serving)"""
@@ -62,6 +69,8 @@ class FlywheelConfig:
     """DPO epochs over the pairs"""
     dpo_lr: float = 1e-3
     """DPO learning rate"""
+    dpo_beta: float = 0.1
+    """DPO beta: how far the aligned model may move from the base (larger stays closer)"""
     reward: bool = True
     """train a reward model on the pairs (`llmlab reward train`); the evaluation then also compares its scores"""
     ppo: bool = False
@@ -109,13 +118,42 @@ def _quote(arg: str) -> str:
 
 
 STEP_NAMES = (
-    "split", "ingest", "ask", "generate", "rank", "pairs", "reward", "dpo", "ppo", "eval", "serve", "report",
+    "split", "base", "ingest", "ask", "generate", "rank", "pairs", "reward", "dpo", "ppo", "eval", "serve", "report",
 )  # fmt: skip
 
 RULE = (
+    "a completion with a higher SQuAD token F1 against the question's reference answer (the words it shares "
+    "with it, against its length and the reference's) is better; equal F1 ties, so completions that share no "
+    "word with the reference all tie"
+)
+
+RULE_REFERENCE = (
     "a completion that contains the question's reference answer (any case, whole words) beats one that does not, "
     "and among those the shorter is better; completions without it tie"
 )
+
+
+CRITERIA = {
+    "f1": "token F1 against the reference answer",
+    "reference": "contains the reference answer, then shorter",
+}
+"""The rankers that read the train questions' reference answers (`03-ask/references.jsonl`), and the
+criterion each records."""
+
+
+def base_adapter(config: FlywheelConfig) -> str | None:
+    """The adapter the base step merges (`--adapter`; auto: the packaged grounded-answer adapter with the
+    packaged model, as `rag ask` does), as a path relative to the working directory when it is under it."""
+    from llmlab.rag.adapter import answer_adapter
+
+    try:
+        found = answer_adapter(config.adapter, config.model)
+    except LlmlabError as error:
+        raise FlywheelError(f"flywheel step base: --adapter {config.adapter}: {error}") from None
+    if found is None:
+        return None
+    found = Path(found).absolute()
+    return str(found.relative_to(Path.cwd())) if found.is_relative_to(Path.cwd()) else str(found)
 
 
 def plan(config: FlywheelConfig) -> list[Step]:
@@ -128,31 +166,34 @@ def plan(config: FlywheelConfig) -> list[Step]:
 
     c = config
     seed, tokens = str(c.seed), str(c.max_new_tokens)
+    adapter = base_adapter(c)
+    model = p("00-base", "model") if adapter else c.model
     steps = [
         Step("split", "01-split", [], {}, [p("01-split", "train.jsonl"), p("01-split", "heldout.jsonl")]),
+        *([Step("base", "00-base", [["peft", "merge", adapter, "--model", c.model, "--out", model]], {},
+                [p("00-base", "model", "config.json")])] if adapter else []),
         Step("ingest", "02-ingest", [["rag", "ingest", c.documents, "--store", p("02-ingest", "store.sqlite")]],
              {}, [p("02-ingest", "store.sqlite")]),
         Step("ask", "03-ask",
-             [["flywheel", "prompts", "--store", p("02-ingest", "store.sqlite"), "--model", c.model,
+             [["flywheel", "prompts", "--store", p("02-ingest", "store.sqlite"), "--model", model,
                "--train", p("01-split", "train.jsonl"), "--heldout", p("01-split", "heldout.jsonl"),
                "--max-new-tokens", tokens, "--out", p("03-ask")]],
              {p("01-split", "train.jsonl"): "split", p("01-split", "heldout.jsonl"): "split",
               p("02-ingest", "store.sqlite"): "ingest"},
              [p("03-ask", f) for f in ("answers.jsonl", "prompts.jsonl", "references.jsonl", "heldout.jsonl", "task.yaml")]),
         Step("generate", "04-generate",
-             [["feedback", "generate", "--model", c.model, "--prompts", p("03-ask", "prompts.jsonl"), "-n",
+             [["feedback", "generate", "--model", model, "--prompts", p("03-ask", "prompts.jsonl"), "-n",
                str(c.n), "--temperature", str(c.temperature), "--max-new-tokens", tokens, "--seed", seed,
                "--quiet", "--out", p("04-generate", "completions.jsonl")]],
              {p("03-ask", "prompts.jsonl"): "ask"}, [p("04-generate", "completions.jsonl")]),
         Step("rank", "05-rank",
              [["feedback", "rank", p("04-generate", "completions.jsonl"), "--ranker",
-               "reference:" + p("03-ask", "references.jsonl") if c.ranker == "reference" else c.ranker,
-               "--criterion", "contains the reference answer, then shorter" if c.ranker == "reference" else c.ranker,
-               "--out", p("05-rank", "ranked.jsonl")]],
+               f"{c.ranker}:" + p("03-ask", "references.jsonl") if c.ranker in CRITERIA else c.ranker,
+               "--criterion", CRITERIA.get(c.ranker, c.ranker), "--out", p("05-rank", "ranked.jsonl")]],
              {p("04-generate", "completions.jsonl"): "generate", p("03-ask", "references.jsonl"): "ask"},
              [p("05-rank", "ranked.jsonl")]),
-        Step("pairs", "06-pairs", [["feedback", "pairs", p("05-rank", "ranked.jsonl"), "--out",
-                                    p("06-pairs", "pairs.jsonl")]],
+        Step("pairs", "06-pairs", [["feedback", "pairs", p("05-rank", "ranked.jsonl"), "--per-prompt",
+                                    str(c.max_pairs), "--out", p("06-pairs", "pairs.jsonl")]],
              {p("05-rank", "ranked.jsonl"): "rank"}, [p("06-pairs", "pairs.jsonl")]),
     ]  # fmt: skip
     rm = p("07-reward", "rm")
@@ -163,19 +204,19 @@ def plan(config: FlywheelConfig) -> list[Step]:
              {p("06-pairs", "pairs.jsonl"): "pairs"}, [p("07-reward", "rm", "reward_model.json")]))  # fmt: skip
     steps += [
         Step("dpo", "08-dpo",
-             [["align", "dpo", "--model", c.model, "--pairs", p("06-pairs", "pairs.jsonl"), "--epochs",
-               str(c.dpo_epochs), "--lr", str(c.dpo_lr), "--targets", "all-linear", "--seed", seed, "--out",
+             [["align", "dpo", "--model", model, "--pairs", p("06-pairs", "pairs.jsonl"), "--epochs",
+               str(c.dpo_epochs), "--lr", str(c.dpo_lr), "--beta", str(c.dpo_beta), "--targets", "all-linear", "--seed", seed, "--out",
                p("08-dpo", "adapter")]],
              {p("06-pairs", "pairs.jsonl"): "pairs"}, [p("08-dpo", "adapter", "adapter_config.json")]),
     ]  # fmt: skip
     if c.ppo:
         steps.append(Step("ppo", "09-ppo",
-             [["align", "ppo", "--policy", c.model, "--reward", rm, "--prompts",
+             [["align", "ppo", "--policy", model, "--reward", rm, "--prompts",
                p("03-ask", "prompts.jsonl"), "--iterations", "2", "--rollout-batch", "8", "--batch-size", "8",
                "--max-new-tokens", tokens, "--eval-samples", "1", "--seed", seed, "--out", p("09-ppo", "adapter")]],
              {p("07-reward", "rm", "reward_model.json"): "reward", p("03-ask", "prompts.jsonl"): "ask"},
              [p("09-ppo", "adapter", "adapter_config.json")]))  # fmt: skip
-    evaluate = ["eval", "run", "--model", c.model, "--precision", "fp32", "--task", p("03-ask", "task.yaml"),
+    evaluate = ["eval", "run", "--model", model, "--precision", "fp32", "--task", p("03-ask", "task.yaml"),
                 "--data", p("03-ask", "heldout.jsonl"), "--max-new-tokens", tokens]  # fmt: skip
     steps += [
         Step("eval", "10-eval",
@@ -193,11 +234,15 @@ def plan(config: FlywheelConfig) -> list[Step]:
     ]  # fmt: skip
     if c.serve:
         steps.append(Step("serve", "11-serve",
-             [["flywheel", "client", "--model", c.model, "--adapter", p("08-dpo", "adapter"), "--questions",
+             [["flywheel", "client", "--model", model, "--adapter", p("08-dpo", "adapter"), "--questions",
                p("03-ask", "heldout.jsonl"), "--max-new-tokens", tokens, "--out", p("11-serve", "reply.json")]],
              {p("08-dpo", "adapter", "adapter_config.json"): "dpo", p("03-ask", "heldout.jsonl"): "ask"},
              [p("11-serve", "reply.json")]))  # fmt: skip
     steps.append(Step("report", "", [], {p("10-eval", "measures.json"): "eval"}, [p("report.md")]))
+    if adapter:  # every step that loads the model reads the merged one
+        for step in steps[2:]:
+            if any(model in argv for argv in step.commands):
+                step.reads[p("00-base", "model", "config.json")] = "base"
     return steps
 
 

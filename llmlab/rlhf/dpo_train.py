@@ -173,12 +173,14 @@ def attach_reference(
     from safetensors.torch import load_file, save
 
     from llmlab.training.checkpoint import atomic_write_bytes
+    from llmlab.training.distributed import rank
 
     path = run / REFERENCE
     started = time.perf_counter()
-    if not config.resume:
+    writer = rank() == 0  # with --nproc every process computes the same values; one writes them
+    if not config.resume and writer:
         path.unlink(missing_ok=True)  # another run's, in a reused --out folder
-    if path.is_file():
+    if config.resume and path.is_file():
         saved = load_file(path)
         ref_train, ref_val = saved["train"], saved["val"]
         if len(ref_train) != len(train) or len(ref_val) != len(val):
@@ -197,7 +199,8 @@ def attach_reference(
         ref_val = (
             reference_logps(model, val, pad, config.batch_size * 2, autocast) if val else torch.zeros(0, 2)
         )
-        atomic_write_bytes(path, save({"train": ref_train, "val": ref_val}))
+        if writer:  # two processes renaming the same temporary file: one of them found it gone
+            atomic_write_bytes(path, save({"train": ref_train, "val": ref_val}))
     for pairs, values in ((train, ref_train), (val, ref_val)):
         for pair, (chosen, rejected) in zip(pairs, values.tolist(), strict=True):
             pair.ref_logps = (chosen, rejected)

@@ -81,6 +81,8 @@ class PairStats:
     """Comparisons between completions with equal ranks (no pair)."""
     identical: int = 0
     """Comparisons between two copies of the same text (no pair)."""
+    capped: int = 0
+    """Pairs beyond the per-ranking limit (`per_prompt`), left out."""
 
 
 def _where(where: str | None) -> str:
@@ -163,28 +165,41 @@ def to_pair(prompt: str, completions: Sequence[str], comparison: Comparison) -> 
 
 
 def ranking_to_pairs(
-    ranking: Ranking, ties: Ties = "skip", stats: PairStats | None = None
+    ranking: Ranking, ties: Ties = "skip", stats: PairStats | None = None, per_prompt: int = 0
 ) -> list[PreferencePair]:
-    """The preference pairs of one ranking: N(N-1)/2 of them when no ranks tie and no texts repeat."""
+    """The preference pairs of one ranking: N(N-1)/2 of them when no ranks tie and no texts repeat.
+
+    `per_prompt` > 0 keeps at most that many, those whose ranks differ most (the best against the worst
+    first; equal gaps in the completions' order): each pair costs the same training time, and the widest
+    gaps say the most about what the ranker prefers."""
+    if per_prompt < 0:
+        raise DataError(f"--per-prompt must be 0 (every pair) or more, got {per_prompt}")
     ranks = validate_ranks(ranking.ranks, len(ranking.completions), ranking.where, ties)
     found = comparisons(ranks)
-    pairs = [to_pair(ranking.prompt, ranking.completions, c) for c in found]
-    kept = [p for p in pairs if p.chosen != p.rejected]
+    pairs = [(to_pair(ranking.prompt, ranking.completions, c), abs(ranks[c.first] - ranks[c.second]))
+             for c in found]  # fmt: skip
+    distinct = [(p, gap) for p, gap in pairs if p.chosen != p.rejected]
+    kept = [p for p, _ in distinct]
+    if per_prompt:  # the widest gaps (a stable sort keeps the order within a gap), then back in order
+        widest = sorted(range(len(distinct)), key=lambda i: -distinct[i][1])[:per_prompt]
+        kept = [kept[i] for i in sorted(widest)]
     if stats is not None:
         total = len(ranks) * (len(ranks) - 1) // 2
         stats.rankings += 1
         stats.tied += total - len(found)
-        stats.identical += len(pairs) - len(kept)
+        stats.identical += len(pairs) - len(distinct)
+        stats.capped += len(distinct) - len(kept)
         stats.pairs += len(kept)
     return kept
 
 
 def rankings_to_pairs(
-    rankings: Iterable[Ranking], ties: Ties = "skip"
+    rankings: Iterable[Ranking], ties: Ties = "skip", per_prompt: int = 0
 ) -> tuple[list[PreferencePair], PairStats]:
-    """All pairs of all rankings, in input order, and counts of what was left out."""
+    """All pairs of all rankings (at most `per_prompt` each when > 0), in input order, and counts of what
+    was left out."""
     stats = PairStats()
-    pairs = [pair for ranking in rankings for pair in ranking_to_pairs(ranking, ties, stats)]
+    pairs = [pair for ranking in rankings for pair in ranking_to_pairs(ranking, ties, stats, per_prompt)]
     return pairs, stats
 
 

@@ -9,6 +9,8 @@ completion (1 = best); equal ranks are ties and make no preference pair.
     contains:WORD   completions containing WORD (case-insensitive, as a whole word) rank 1, the others 2
     reference:FILE  completions containing the prompt's reference answer (from FILE.jsonl, {"prompt",
                     "reference"} a line) beat the others, the shorter first; the others tie
+    f1:FILE         a higher SQuAD token F1 against the prompt's reference answer (FILE as above) is better;
+                    equal F1 ties (so completions sharing no word with the reference all tie)
 
 Tests: tests/rlhf/test_rankers.py.
 """
@@ -82,12 +84,36 @@ def reference(path: str) -> Ranker:
     return rank
 
 
-def _read_references(path: str) -> dict[str, list[str]]:
+def rank_by_f1(references: Sequence[str], completions: Sequence[str]) -> list[int]:
+    """The `f1` rule for one prompt: a higher SQuAD token F1 against the best-matching reference ranks
+    higher (graded: a short answer that is the reference beats a sentence that contains it, which beats one
+    sharing a word); equal F1 ties, so the answers that share no word with the reference all tie (a shorter
+    wrong answer is not better)."""
+    from llmlab.evaluation.metrics.f1 import f1_score
+
+    return ranks_from_scores([round(f1_score(c, references), 6) for c in completions])
+
+
+def f1(path: str) -> Ranker:
+    """Completions ranked by SQuAD token F1 against the prompt's reference answer (`rank_by_f1`), read from
+    `path` as for `reference`."""
+    references = _read_references(path, "f1")
+
+    def rank(prompt: str, completions: Sequence[str]) -> list[int]:
+        if prompt not in references:
+            raise ConfigError(f"{path}: no reference for the prompt {prompt[:60]!r}; add a {{\"prompt\", "
+                              f"\"reference\"}} line for every prompt that is ranked")  # fmt: skip
+        return rank_by_f1(references[prompt], completions)
+
+    return rank
+
+
+def _read_references(path: str, name: str = "reference") -> dict[str, list[str]]:
     import json
     from pathlib import Path
 
     if not Path(path).is_file():
-        raise ConfigError(f"--ranker reference:{path}: no such file; give a JSONL file of "
+        raise ConfigError(f"--ranker {name}:{path}: no such file; give a JSONL file of "
                           '{"prompt", "reference"} records')  # fmt: skip
     found: dict[str, list[str]] = {}
     for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
@@ -104,13 +130,15 @@ def _read_references(path: str) -> dict[str, list[str]]:
 
 
 RANKERS: dict[str, Ranker] = {"shortest": shortest, "longest": longest}
-PARAMETRIC: dict[str, Callable[[str], Ranker]] = {"contains": contains, "reference": reference}
+PARAMETRIC: dict[str, Callable[[str], Ranker]] = {"contains": contains, "reference": reference, "f1": f1}
 RULES = {
     "shortest": "fewer characters is better; equal lengths tie",
     "longest": "more characters is better; equal lengths tie",
     "contains": "completions containing {word!r} (any case, whole word) beat the others; the rest tie",
     "reference": "completions containing the prompt's reference answer in {word} (any case, whole words) beat the others; "
     "among those, fewer characters is better; the others tie",
+    "f1": "a higher SQuAD token F1 against the prompt's reference answer in {word} is better; equal F1 ties "
+    "(completions sharing no word with it all tie)",
 }
 
 
@@ -120,7 +148,7 @@ def make_ranker(name: str) -> tuple[Ranker, str]:
     Raises:
         ConfigError: unknown name or missing argument; the message lists the available rankers.
     """
-    known = ", ".join([*RANKERS, "contains:WORD", "reference:FILE"])
+    known = ", ".join([*RANKERS, "contains:WORD", "reference:FILE", "f1:FILE"])
     base, sep, arg = name.partition(":")
     if base in RANKERS and not sep:
         return RANKERS[base], RULES[base]

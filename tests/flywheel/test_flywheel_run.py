@@ -53,12 +53,18 @@ def verbs(calls: list[list[str]]) -> list[str]:
 def test_the_steps_run_in_order_and_a_rerun_skips_them(config: FlywheelConfig) -> None:
     runner = Recorder(config)
     run_flywheel(config, until="dpo", runner=runner)
-    assert verbs(runner.calls) == ["rag ingest", "flywheel prompts", "feedback generate", "feedback rank",
-                                   "feedback pairs", "reward train", "align dpo"]  # fmt: skip
+    assert verbs(runner.calls) == ["peft merge", "rag ingest", "flywheel prompts", "feedback generate",
+                                   "feedback rank", "feedback pairs", "reward train", "align dpo"]  # fmt: skip
+    merged = str(Path(config.out) / "00-base" / "model")
+    assert runner.calls[0][2] == "llmlab/rag/adapters/grounded-smollm2-135m" and runner.calls[0][-1] == merged
+    # the merged model (the packaged adapter in SmolLM2, as `rag ask` answers) is the base of every step
+    assert all(argv[argv.index("--model") + 1] == merged for argv in runner.calls[2:]
+               if "--model" in argv and argv[0] != "reward")  # fmt: skip
+    assert runner.calls[4][4].startswith("f1:") and runner.calls[5][3:5] == ["--per-prompt", "4"]
     again = Recorder(config)
     events: list[str] = []
     run_flywheel(config, until="dpo", runner=again, on_event=events.append)
-    assert again.calls == [] and sum("skipped" in e for e in events) == 8
+    assert again.calls == [] and sum("skipped" in e for e in events) == 9
 
 
 def test_redo_runs_the_step_and_every_later_one(config: FlywheelConfig) -> None:
@@ -148,7 +154,7 @@ def test_other_settings_are_refused_rather_than_mixed(config: FlywheelConfig) ->
 
 def test_unknown_steps_are_refused(config: FlywheelConfig) -> None:
     with pytest.raises(
-        FlywheelError, match=r"--until must be one of split, ingest, .*, report, got 'deploy'"
+        FlywheelError, match=r"--until must be one of split, base, ingest, .*, report, got 'deploy'"
     ):
         run_flywheel(config, until="deploy", runner=Recorder(config))
 
@@ -163,3 +169,14 @@ def test_the_held_out_measures_apply_the_rankers_rule() -> None:
     assert ranker_preference("The library is pypdf, I think.", "pypdf.", refs) == 1.0
     assert ranker_preference("pypdf.", "It is a library.", refs) == -1.0
     assert ranker_preference("It is a library called X.", "A library.", refs) == 0.0
+
+
+def test_adapter_none_uses_the_model_as_is_and_a_bad_adapter_names_the_step(config: FlywheelConfig) -> None:
+    from dataclasses import replace
+
+    steps = plan(replace(config, adapter="none"))
+    assert [s.name for s in steps][:2] == ["split", "ingest"]
+    assert all(argv[argv.index("--model") + 1] == "smollm2-135m-instruct" for s in steps for argv in s.commands
+               if "--model" in argv and argv[0] != "reward")  # fmt: skip
+    with pytest.raises(FlywheelError, match=r"flywheel step base: --adapter nowhere: .*nowhere"):
+        plan(replace(config, adapter="nowhere"))

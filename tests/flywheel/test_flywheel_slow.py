@@ -1,15 +1,17 @@
 """The unattended flywheel on the real packaged models, on a reduced setting (slow tier).
 
 Setting: the guide questions about two pages (rag-documents.md, rag-store.md, whose text is the only document
-ingested), 8 held out and 8 for training, 4 completions each at temperature 0.7, answers of at most 32
-tokens, the scripted ranker `shortest`, DPO 2 epochs (LoRA on every linear layer, lr 1e-3), no reward model
+ingested), 8 held out and 8 for training, SmolLM2 as it is (`adapter="none"`; the flywheel's default base is
+the adapted model), 4 completions each at temperature 0.7 and every pair (`max_pairs=0`), answers of at most
+32 tokens, the scripted ranker `shortest`, DPO 2 epochs (LoRA on every linear layer, lr 1e-3), no reward model
 (the slowest step, not needed here), the aligned adapter served and asked one held-out question through the
 OpenAI client, then a rerun that skips every step.
 
 What is asserted, and what it means (honestly): on the 8 held-out questions, never ranked or trained on, the
 aligned model's greedy answers are shorter than the base model's by at least MARGIN_CHARS characters on
 average: DPO taught the ranker's preference, and it carries over to unseen questions. It is NOT an
-improvement in correctness: in the run measured here the answers went from 61.1 to 17.3 characters (delta
+improvement in correctness: measured again on 2026-12-05 (load average 3 to 5, 763 s, DPO 505 s), 57.3 -> 14.4
+characters (delta -42.9, 95% CI [-52.1, -33.4]) and token F1 0.046 -> 0.000. In the run measured first the answers went from 61.1 to 17.3 characters (delta
 -43.9, 95% paired bootstrap CI [-58.8, -27.7]) and ROUGE-L against the references from 0.047 to 0.000; the
 served model answered "1". 527 s on the project's 2-core machine at a load average of 3 (DPO 383 s, ask 46 s,
 eval 41 s, generate 32 s, ingest 9 s, serve 12 s); 918 s at a load average of 4 to 8; the same numbers both
@@ -49,7 +51,8 @@ def test_the_aligned_model_learns_the_rankers_preference_on_held_out_questions(
     questions = tmp_path / "questions.jsonl"
     questions.write_text("".join(line + "\n" for line in chosen), encoding="utf-8")
     config = FlywheelConfig(out=str(tmp_path / "run"), questions=str(questions), documents=str(docs), heldout=8,
-                            train=8, max_new_tokens=32, reward=False, ranker="shortest")  # fmt: skip
+                            train=8, max_new_tokens=32, reward=False, ranker="shortest", adapter="none",
+                            n=4, temperature=0.7, max_pairs=0)  # fmt: skip
     run = run_flywheel(config)
 
     result = json.loads((run / "10-eval" / "measures.json").read_text(encoding="utf-8"))

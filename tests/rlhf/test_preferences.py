@@ -153,3 +153,18 @@ def test_read_pairs_refuses_equal_texts(tmp_path) -> None:
     )
     with pytest.raises(DataError, match=f"^{path}:2: 'chosen' and 'rejected' are the same text"):
         read_pairs(path)
+
+
+def test_per_prompt_keeps_the_widest_rank_gaps_in_order_and_counts_the_rest() -> None:
+    """Ranks 1, 2, 3, 3 give 5 pairs (3 and 4 tie): gaps a-b 1, a-c 2, a-d 2, b-c 1, b-d 1. Two per prompt
+    keep the gap-2 pairs a-c and a-d; three add a-b, the first gap-1 pair in the completions' order."""
+    ranking = Ranking("p", ["a", "b", "c", "d"], [1, 2, 3, 3])
+    pairs, stats = rankings_to_pairs([ranking], per_prompt=2)
+    assert [(p.chosen, p.rejected) for p in pairs] == [("a", "c"), ("a", "d")]
+    assert (stats.pairs, stats.tied, stats.capped) == (2, 1, 3)
+    assert [(p.chosen, p.rejected) for p in ranking_to_pairs(ranking, per_prompt=3)] == [
+        ("a", "b"), ("a", "c"), ("a", "d")
+    ]  # fmt: skip
+    assert len(ranking_to_pairs(ranking, per_prompt=0)) == len(ranking_to_pairs(ranking, per_prompt=9)) == 5
+    with pytest.raises(DataError, match="--per-prompt must be 0 \\(every pair\\) or more, got -1"):
+        ranking_to_pairs(ranking, per_prompt=-1)

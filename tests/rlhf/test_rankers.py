@@ -35,7 +35,7 @@ def test_contains_word_case_insensitive_whole_word() -> None:
 
 @pytest.mark.parametrize(
     ("name", "message"),
-    [("bogus", "--ranker must be one of shortest, longest, contains:WORD, reference:FILE, got 'bogus'"),
+    [("bogus", "--ranker must be one of shortest, longest, contains:WORD, reference:FILE, f1:FILE, got 'bogus'"),
      ("contains:", "needs a word after the colon"), ("shortest:x", "must be one of")],
 )  # fmt: skip
 def test_unknown_rankers_are_refused(name: str, message: str) -> None:
@@ -73,3 +73,19 @@ def test_reference_matches_whole_words_only(tmp_path) -> None:
     refs.write_text('{"prompt": "OCR?", "reference": "no"}\n', encoding="utf-8")
     rank, _ = make_ranker(f"reference:{refs}")
     assert rank("OCR?", ["It does not.", "No, it does not."]) == [2, 1]
+
+
+def test_f1_ranks_by_token_f1_against_the_reference_and_ties_equal_scores(tmp_path) -> None:
+    """Hand-derived SQuAD F1 against "python docx" (normalised: lower case, no punctuation or articles):
+    "python-docx" -> "pythondocx", F1 0; "Python docx." -> 1.0; "It uses python docx" -> P 2/4, R 2/2, F1 2/3;
+    "python" -> P 1, R 1/2, F1 2/3 (ties with the sentence); "pypdf" and "Word" share no word: F1 0, tied."""
+    refs = tmp_path / "refs.jsonl"
+    refs.write_text('{"prompt": "Which library?", "reference": ["python docx"]}\n', encoding="utf-8")
+    rank, rule = make_ranker(f"f1:{refs}")
+    assert rule.startswith("a higher SQuAD token F1 against the prompt's reference answer in ")
+    completions = ["python-docx", "Python docx.", "It uses python docx", "python", "pypdf", "Word"]
+    assert rank("Which library?", completions) == [3, 1, 2, 2, 3, 3]
+    with pytest.raises(ConfigError, match=r"no reference for the prompt 'C\?'"):
+        rank("C?", ["x", "y"])
+    with pytest.raises(ConfigError, match=r"--ranker f1:.*missing\.jsonl: no such file"):
+        make_ranker(f"f1:{tmp_path / 'missing.jsonl'}")
