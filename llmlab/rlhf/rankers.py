@@ -73,15 +73,7 @@ def reference(path: str) -> Ranker:
     """Completions that contain the prompt's reference answer (any case, spaces collapsed) rank above those
     that do not, the shorter first; the others tie (`rank_by_reference`). The references are read from `path`, a
     JSONL file of {"prompt", "reference"} records (a reference may be a list: any of them counts)."""
-    references = _read_references(path)
-
-    def rank(prompt: str, completions: Sequence[str]) -> list[int]:
-        if prompt not in references:
-            raise ConfigError(f"{path}: no reference for the prompt {prompt[:60]!r}; add a {{\"prompt\", "
-                              f"\"reference\"}} line for every prompt that is ranked")  # fmt: skip
-        return rank_by_reference(references[prompt], completions)
-
-    return rank
+    return _with_references(path, "reference", rank_by_reference)
 
 
 def rank_by_f1(references: Sequence[str], completions: Sequence[str]) -> list[int]:
@@ -97,13 +89,20 @@ def rank_by_f1(references: Sequence[str], completions: Sequence[str]) -> list[in
 def f1(path: str) -> Ranker:
     """Completions ranked by SQuAD token F1 against the prompt's reference answer (`rank_by_f1`), read from
     `path` as for `reference`."""
-    references = _read_references(path, "f1")
+    return _with_references(path, "f1", rank_by_f1)
+
+
+def _with_references(
+    path: str, name: str, rule: Callable[[Sequence[str], Sequence[str]], list[int]]
+) -> Ranker:
+    """A ranker that applies `rule(references, completions)` with the prompt's references read from `path`."""
+    references = _read_references(path, name)
 
     def rank(prompt: str, completions: Sequence[str]) -> list[int]:
         if prompt not in references:
             raise ConfigError(f"{path}: no reference for the prompt {prompt[:60]!r}; add a {{\"prompt\", "
                               f"\"reference\"}} line for every prompt that is ranked")  # fmt: skip
-        return rank_by_f1(references[prompt], completions)
+        return rule(references[prompt], completions)
 
     return rank
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -78,3 +79,18 @@ def write_docs(folder: Path, docs: dict[str, str] = DOCS) -> Path:
     for name, text in docs.items():
         (folder / name).write_text(text)
     return folder
+
+
+def keyword_store(folder: Path) -> Iterator[Any]:
+    """A SQLite store in `folder` over the documents of `write_docs`, embedded with KeywordEmbedder (a fixture
+    body: `yield from keyword_store(tmp_path_factory.mktemp("kb"))`)."""
+    from ragkit import tiny_bert_tokenizer
+
+    from llmlab.rag.store import Store
+    from llmlab.rag.stores import open_store
+
+    docs = write_docs(folder / "docs")
+    store = Store(open_store(str(folder / "kb.sqlite")), KeywordEmbedder(tiny_bert_tokenizer()))
+    store.ingest([docs])
+    yield store
+    store.close()

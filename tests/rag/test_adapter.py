@@ -7,15 +7,12 @@ import argparse
 import json
 
 import pytest
-from answer_fakes import FakeEngine, KeywordEmbedder, write_docs
-from ragkit import tiny_bert_tokenizer
+from answer_fakes import FakeEngine, keyword_store
 
 from llmlab.errors import ConfigError
 from llmlab.prompting.grounded import EXAMPLE_DOCUMENTS
 from llmlab.rag.adapter import GROUNDED_ADAPTER, answer_adapter
 from llmlab.rag.answer import AnswerConfig, Answerer
-from llmlab.rag.store import Store
-from llmlab.rag.stores import open_store
 
 
 def test_auto_is_the_packaged_adapter_for_the_packaged_model_only(tmp_path):
@@ -40,11 +37,7 @@ def test_the_packaged_adapter_is_a_small_lora_on_attention():
 
 @pytest.fixture(scope="module")
 def kb(tmp_path_factory):
-    folder = write_docs(tmp_path_factory.mktemp("kb") / "docs")
-    store = Store(open_store(str(folder.parent / "kb.sqlite")), KeywordEmbedder(tiny_bert_tokenizer()))
-    store.ingest([folder])
-    yield store
-    store.close()
+    yield from keyword_store(tmp_path_factory.mktemp("kb"))
 
 
 @pytest.mark.parametrize(

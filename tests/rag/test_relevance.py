@@ -6,16 +6,13 @@ from __future__ import annotations
 import math
 
 import pytest
-from answer_fakes import FakeEngine, KeywordEmbedder, write_docs
-from ragkit import tiny_bert_tokenizer
+from answer_fakes import FakeEngine, keyword_store
 
 from llmlab.errors import ConfigError
 from llmlab.prompting.grounded import NOT_FOUND
 from llmlab.rag import relevance
 from llmlab.rag.answer import AnswerConfig, Answerer
 from llmlab.rag.relevance import content_words, gate_applies, on_topic_probability, relevance_features
-from llmlab.rag.store import Store
-from llmlab.rag.stores import open_store
 from llmlab.rag.types import Chunk, Hit
 
 
@@ -26,11 +23,7 @@ def hit(text: str, dense: float | None) -> Hit:
 
 @pytest.fixture(scope="module")
 def kb(tmp_path_factory):
-    folder = write_docs(tmp_path_factory.mktemp("kb") / "docs")
-    store = Store(open_store(str(folder.parent / "kb.sqlite")), KeywordEmbedder(tiny_bert_tokenizer()))
-    store.ingest([folder])
-    yield store
-    store.close()
+    yield from keyword_store(tmp_path_factory.mktemp("kb"))
 
 
 def test_content_words_drop_stop_words_and_compare_five_letters():
