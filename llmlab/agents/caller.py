@@ -358,7 +358,7 @@ class ToolCaller:
         last, fmt = calls[-1] if calls else None, self.fmt
         if last is None or last.error is not None or not fmt.trigger:
             return False
-        tool = next((t for t in self._argument_tools(self.tools, calls) if t.name == last.name), None)
+        tool = next((t for t in self._argument_tools(self.tools) if t.name == last.name), None)
         props = tool.parameters.get("properties") if tool is not None else None
         if not isinstance(props, Mapping) or not props or next(iter(props)) not in last.arguments:
             return False

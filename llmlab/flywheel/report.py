@@ -48,6 +48,7 @@ def write_report(config: FlywheelConfig, steps: list[Step]) -> Path:
     run = Path(config.out)
     train, heldout = _ids(run / "01-split" / "train.jsonl"), _ids(run / "01-split" / "heldout.jsonl")
     measures = json.loads((run / "10-eval" / "measures.json").read_text(encoding="utf-8"))
+    adapter = base_adapter(config)
     lines = [
         "# Flywheel run",
         "",
@@ -56,9 +57,9 @@ def write_report(config: FlywheelConfig, steps: list[Step]) -> Path:
         "",
         (
             f"The base (what is asked, sampled, aligned, evaluated as `base` and served) is `{config.model}` with "
-            f"the adapter `{base_adapter(config)}` merged in (`--adapter {config.adapter}`, step base: "
+            f"the adapter `{adapter}` merged in (`--adapter {config.adapter}`, step base: "
             "`00-base/model`); `aligned` is that model with the DPO adapter."
-            if base_adapter(config)
+            if adapter
             else f"The base is `{config.model}` as it is (`--adapter none`); `aligned` adds the DPO adapter."
         ),
         "",

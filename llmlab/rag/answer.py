@@ -20,6 +20,7 @@ Tests: tests/rag/test_answer.py (scripted fake engine), tests/rag/test_answer_sl
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -289,8 +290,9 @@ class Answerer:
         prompt = build_prompt(
             ask_as or question, hits, self.engine.tokenizer, self.budget, self.prompt_style, style
         )
-        relevance = max((h.scores["dense"] for h in hits if "dense" in h.scores), default=None)
-        on_topic = self._on_topic(query, hits)
+        features = relevance_features(query, hits)  # None without dense scores
+        relevance = features["cosine"] if features else None
+        on_topic = on_topic_probability(features) if features and self._gated_store else None
         gated = (relevance is not None and relevance < self.config.min_relevance) or (
             on_topic is not None and on_topic < GATE_THRESHOLD
         )
@@ -313,15 +315,13 @@ class Answerer:
     def answer(self, question: str, *, query: str | None = None) -> Answer:
         return self.stream(question, query=query).result()
 
-    def _on_topic(self, query: str, hits: Sequence[Hit]) -> float | None:
-        """P(on topic) by the fitted relevance gate; None when the gate is off or does not apply."""
+    @functools.cached_property
+    def _gated_store(self) -> bool:
+        """Whether the fitted relevance gate is on for this store (read once: the store's embedder is fixed)."""
         if self.config.relevance_gate == "off":
-            return None
+            return False
         stored = self.store.backend.embedder()
-        if not gate_applies(stored[0] if stored else None):
-            return None
-        features = relevance_features(query, hits)
-        return None if features is None else on_topic_probability(features)
+        return gate_applies(stored[0] if stored else None)
 
     @property
     def prompt_style(self) -> str:
