@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: venv demo adapter flywheel test lint typecheck test-fast test-slow test-isa bench bench-llama fmt clean
+.PHONY: venv demo adapter reader flywheel test lint typecheck test-fast test-slow test-isa bench bench-llama fmt clean
 
 venv: $(STAMP)
 
@@ -36,6 +36,22 @@ adapter: venv
 	mkdir -p $(ADAPTER_DIR)
 	cp $(ADAPTER_RUN)/adapter_config.json $(ADAPTER_RUN)/adapter_model.safetensors \
 		$(ADAPTER_RUN)/llmlab_adapter.json $(ADAPTER_DIR)/
+
+# The span reader of `--answer-style reader` (llmlab/rag/reader.py): LoRA (rank 16, all linear layers) and
+# the span head on minilm-l6, trained from the committed records (bench/data/reader/), then the no-answer
+# margin chosen on the held-out training documents; about 30 minutes on 2 busy cores.
+READER_RUN ?= runs/reader
+READER_DIR := llmlab/rag/adapters/reader-minilm-l6
+reader: venv
+	$(PY) bench/data/reader/build.py --split $(READER_RUN)-data
+	$(VENV)/bin/llmlab finetune lora --model minilm-l6 --task extractive-qa \
+		--data $(READER_RUN)-data/train.jsonl --val $(READER_RUN)-data/heldout.jsonl --rank 16 --alpha 32 \
+		--targets all-linear --seq-len 256 --batch-size 16 --max-steps 340 --lr 1e-3 --eval-every 170 \
+		--seed 0 --out $(READER_RUN)
+	$(PY) bench/reader_margin.py --reader $(READER_RUN) --heldout $(READER_RUN)-data/heldout.jsonl --write
+	mkdir -p $(READER_DIR)
+	cp $(READER_RUN)/adapter_config.json $(READER_RUN)/adapter_model.safetensors \
+		$(READER_RUN)/llmlab_adapter.json $(READER_RUN)/reader.json $(READER_DIR)/
 
 # The whole loop (docs/flywheel.md): RAG answers, feedback, a scripted ranker, reward model, DPO, held-out
 # evaluation with intervals, serving; into runs/flywheel/ with a report.md. Rerunning skips finished steps.

@@ -30,8 +30,8 @@ citation markers removed), the share whose gold answer is in the retrieved conte
 extractive reader), citation precision (of the answers that cite or are attributed to a block: the first
 such block contains a gold answer), and for unanswerable questions the not-found rate.
 `--answer-styles free,extractive` compares the answer styles on the squad set, one column each (extractive:
-decoding may only copy a span of one retrieved block, llmlab/rag/extractive.py); the guide set uses the
-first style listed.
+decoding may only copy a span of one retrieved block, llmlab/rag/extractive.py; reader: the trained span
+reader, llmlab/rag/reader.py, which loads no generator); the guide set uses the first style listed.
 Usage: python bench/rag_answers.py [--set guide|squad] [--limit N] [--prompts few-shot,zero-shot]
        [--answer-styles free,extractive] [--verbose] [--json FILE]
 """
@@ -160,7 +160,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         report = store.ingest([docs], config=IngestConfig(include=("*.md",)))
         print(f"store: {len(report.added)} pages, {report.chunks} chunks; loading {args.model}", flush=True)
         adapter = args.adapter if args.styles[0].startswith("adapter:") else None
-        engine = load_engine(args.model, device="cpu", adapter=adapter)
+        engine = (
+            load_engine(args.model, device="cpu", adapter=adapter) if args.styles[0] != "reader" else None
+        )
         generation = answer_generation()
         results: dict[str, list[dict[str, Any]]] = {p: [] for p in args.prompts}
         for n, item in enumerate(items, start=1):
@@ -301,8 +303,9 @@ def run_squad(args: argparse.Namespace) -> dict[str, Any]:
 
             items = [i for i in items if stopped(i)]
             print(f"the relevance gate stops {len(items)} of them: {[i['id'] for i in items]}", flush=True)
-        print(f"loading {args.model}", flush=True)
-        engines = {"": load_engine(args.model, device="cpu")}
+        generators = [s for s in args.styles if s != "reader"]  # the span reader needs no generator
+        print(f"loading {args.model if generators else 'the span reader'}", flush=True)
+        engines = {"": load_engine(args.model, device="cpu") if generators else None}
         if any(style.startswith("adapter:") for style in args.styles):
             if not args.adapter:
                 raise SystemExit("an adapter: answer style needs --adapter DIR")

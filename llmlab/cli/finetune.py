@@ -23,7 +23,9 @@ def register(subparsers: Any) -> None:
         'models): {"text"}, {"instruction", "input"?, "output"} or {"messages"}; the loss is on the '
         "completion tokens only, with prompts rendered exactly as `llmlab generate` renders them (the model's "
         'chat template). --task classify (encoder-only models such as minilm-l6): {"text", "label"}, with a '
-        "classification head; use the result with `llmlab classify`. --task seq2seq (encoder-decoder models; "
+        "classification head; use the result with `llmlab classify`. --task extractive-qa (encoder-only): "
+        '{"question", "context", "answer" or null, "answer_start"?}, a start/end span head (SQuAD 2.0; use '
+        "the result with `llmlab rag ask --answer-style reader --reader OUT`). --task seq2seq (encoder-decoder models; "
         '--model t5-tiny builds a new one): {"source", "target"} or instruction records. Writes checkpoints, '
         "metrics.jsonl, loss.png and config.yaml to --out; the final model at the top of --out is a Hugging "
         "Face checkpoint (`llmlab generate --model OUT` for the generative kinds).",

@@ -190,7 +190,8 @@ def make_answerer(args: argparse.Namespace, store: Store) -> Answerer:
 
     config = build_config(AnswerConfig, args)
     generation = build_config(GenerationConfig, args, defaults=ANSWER_DEFAULTS)
-    return Answerer(store, _load_engine(args), config, generation)
+    engine = None if config.answer_style == "reader" else _load_engine(args)  # the reader needs no generator
+    return Answerer(store, engine, config, generation)
 
 
 def stream_answer(stream: AnswerStream, args: argparse.Namespace, root: Path | None) -> Answer:

@@ -169,8 +169,26 @@ def print_summary(result: Any, preview: Any, out: str, seconds: float, adapter_o
         console.print(f"{what}: {out} ({which}); metrics.jsonl, loss.png, config.yaml", markup=False)
         if adapter_of and _labelled(Path(out)):  # a classifier: the adapter carries its head and labels
             console.print(f"run it with: llmlab classify --model {out} TEXT", markup=False)
+        elif _span_reader(Path(out)):
+            console.print(
+                f"run it with: llmlab rag ask QUESTION --store NAME --answer-style reader --reader {out}",
+                markup=False,
+            )
         elif adapter_of:
             console.print(f"run it with: llmlab generate --model {adapter_of} --adapter {out}", markup=False)
+
+
+def _span_reader(folder: Path) -> bool:
+    """Whether the run trained a span reader (--task extractive-qa: a QUESTION_ANS adapter or QA model)."""
+    import json
+
+    adapter, model = folder / "adapter_config.json", folder / "config.json"
+    if adapter.is_file():
+        return bool(json.loads(adapter.read_text(encoding="utf-8")).get("task_type") == "QUESTION_ANS")
+    if model.is_file():
+        names = json.loads(model.read_text(encoding="utf-8")).get("architectures") or []
+        return any(str(n).endswith("ForQuestionAnswering") for n in names)
+    return False
 
 
 def _labelled(folder: Path) -> bool:

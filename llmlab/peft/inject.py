@@ -6,7 +6,7 @@ Target rules (peft's `check_target_module_exists`, plus one convenience):
 - a string that is not a plain dotted name is a regex matched against the full name (`re.fullmatch`), as peft
   does with a string; a list entry with regex characters is matched the same way (llmlab's convenience);
 - "all-linear": every nn.Linear except the output layer (`get_output_embeddings()`) and a classification head
-  (`classifier`, `score`), as peft's `_maybe_include_all_linear_layers` with task type SEQ_CLS.
+  (`classifier`, `score`) or span head (`qa_outputs`), as peft's `_maybe_include_all_linear_layers` with task type SEQ_CLS.
 
 Every target must match at least one layer (peft only checks that something matched): a typo is an error
 that lists the model's linear layer names, not a silently smaller adapter.
@@ -26,7 +26,7 @@ from llmlab.peft.registry import AdapterInfo, AdapterLayer, check_new_name, regi
 
 ALL_LINEAR = "all-linear"
 _PLAIN = re.compile(r"[\w.]+")
-CLASSIFIER_HEADS = ("classifier", "score")
+CLASSIFIER_HEADS = ("classifier", "score", "qa_outputs")
 # Query and value projections as each model family names them (peft's per-family LoRA defaults).
 DEFAULT_TARGETS: tuple[tuple[str, ...], ...] = (("q_proj", "v_proj"), ("q", "v"), ("query", "value"))
 

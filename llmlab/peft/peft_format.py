@@ -214,9 +214,9 @@ def copy_saved_modules(model: nn.Module, tensors: dict[str, torch.Tensor], folde
 def classifier_heads(model: nn.Module) -> list[str]:
     """The new head of a sequence classifier (`classifier` for BERT, `score` for decoders): the module a PEFT
     method trains in full next to its adapter, as peft's SEQ_CLS task does; [] for other models."""
-    if peft_task_type(model) != "SEQ_CLS":
-        return []
-    return [h for h in ("classifier", "score") if isinstance(getattr(model, h, None), nn.Module)]
+    task = peft_task_type(model)
+    names = {"SEQ_CLS": ("classifier", "score"), "QUESTION_ANS": ("qa_outputs",)}.get(task, ())
+    return [h for h in names if isinstance(getattr(model, h, None), nn.Module)]
 
 
 def merge_lora_adapter(model: nn.Module, folder: str | Path, inplace: bool = False) -> nn.Module:
@@ -314,7 +314,11 @@ def peft_task_type(model: nn.Module) -> str:
     name = type(model).__name__
     if name.endswith(("ForCausalLM", "LMHeadModel")):
         return "CAUSAL_LM"
-    for suffix, task in (("ForSequenceClassification", "SEQ_CLS"), ("ForTokenClassification", "TOKEN_CLS")):
+    for suffix, task in (
+        ("ForSequenceClassification", "SEQ_CLS"),
+        ("ForTokenClassification", "TOKEN_CLS"),
+        ("ForQuestionAnswering", "QUESTION_ANS"),
+    ):
         if name.endswith(suffix):
             return task
     return "FEATURE_EXTRACTION"

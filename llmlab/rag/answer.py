@@ -6,7 +6,9 @@
 
 With --answer-style extractive (AnswerConfig.answer_style; free is the default) the generation step may only
 copy a span of one block (extractive.py, through the engine's allowed_tokens hook), and the Answer cites that
-block by construction instead of attributing sentences afterwards.
+block by construction instead of attributing sentences afterwards. With --answer-style reader no generator
+runs: a trained span reader (reader.py) picks the span over the retrieved chunks, or replies NOT_FOUND when
+no span beats its no-answer score by the reader's margin.
 
 The prompt itself (rules, worked examples, fences) is llmlab/prompting/grounded.py; fitting it into the token
 budget is llmlab/prompting/budget.py. An optional relevance gate (`min_relevance`, off by default) replies
@@ -45,9 +47,10 @@ from llmlab.rag.retrieval import MODES
 from llmlab.rag.types import Chunk, Hit
 
 if TYPE_CHECKING:
+    from llmlab.rag.reader import Reader
     from llmlab.rag.store import Store
 
-ANSWER_STYLES = (*STYLES, "auto")
+ANSWER_STYLES = (*STYLES, "reader", "auto")
 SPAN_CHOICES = ("greedy", "likelihood")
 RELEVANCE_GATES = ("auto", "off")
 AUTO_EXTRACTIVE_PARAMETERS = 1_000_000_000
@@ -94,7 +97,12 @@ class AnswerConfig:
     """Cosine similarity below which an answer sentence is attributed to no source."""
     answer_style: str = "free"
     """free (the model writes the answer), extractive (decoding may only copy a span of one context block,
-    cited by construction; llmlab/rag/extractive.py), or auto (extractive for models under 1B parameters)."""
+    cited by construction; llmlab/rag/extractive.py), reader (a trained span reader quotes a span of a
+    retrieved chunk, no generator; llmlab/rag/reader.py), or auto (extractive for models under 1B
+    parameters)."""
+    reader: str = "auto"
+    """The span reader of --answer-style reader: auto (the packaged one, trained by `make reader`) or the
+    folder of a `llmlab finetune lora|full --task extractive-qa` run on minilm-l6."""
     span_choice: str = "greedy"
     """How an extractive answer's span is chosen: greedy (decoding under the span mask) or likelihood (the
     likeliest of candidate spans, end included; llmlab/rag/span_scoring.py)."""
@@ -250,13 +258,34 @@ class Answerer:
     def __init__(
         self,
         store: Store,
-        engine: AnswerEngine,
+        engine: AnswerEngine | None,
         config: AnswerConfig | None = None,
         generation: GenerationConfig | None = None,
+        reader: Reader | None = None,
     ) -> None:
-        self.store, self.engine = store, engine
+        """`engine` may be None with --answer-style reader (no generator runs); `reader` replaces the one
+        AnswerConfig.reader names (tests pass a tiny one)."""
+        self.store, self._engine = store, engine
         self.config = config or AnswerConfig()
         self.generation = generation or answer_generation()
+        self._reader = reader
+
+    @property
+    def engine(self) -> AnswerEngine:
+        if self._engine is None:
+            raise ConfigError(
+                f"--answer-style {self.config.answer_style} needs a generating model; give one, or use "
+                "--answer-style reader (no generator)"
+            )
+        return self._engine
+
+    @property
+    def reader(self) -> Reader:
+        if self._reader is None:
+            from llmlab.rag.reader import load_reader
+
+            self._reader = load_reader(self.config.reader)
+        return self._reader
 
     @property
     def budget(self) -> int:
@@ -287,14 +316,16 @@ class Answerer:
         query = query or question
         hits = self.retrieve(query) if hits is None else list(hits)
         style = self.style
-        prompt = build_prompt(
-            ask_as or question, hits, self.engine.tokenizer, self.budget, self.prompt_style, style
-        )
         features = relevance_features(query, hits)  # None without dense scores
         relevance = features["cosine"] if features else None
         on_topic = on_topic_probability(features) if features and self._gated_store else None
         gated = (relevance is not None and relevance < self.config.min_relevance) or (
             on_topic is not None and on_topic < GATE_THRESHOLD
+        )
+        if style == "reader":
+            return self._read(question, query, hits, gated, relevance, on_topic, ask_as)
+        prompt = build_prompt(
+            ask_as or question, hits, self.engine.tokenizer, self.budget, self.prompt_style, style
         )
         if style == "extractive" and prompt.hits and not gated:
             return self._extractive(question, query, prompt, relevance, on_topic)
@@ -336,7 +367,7 @@ class Answerer:
         """The answer style in effect: --answer-style, with auto resolved by the model's size."""
         style = self.config.answer_style
         if style == "auto":
-            model = getattr(self.engine, "model", None)
+            model = getattr(self._engine, "model", None)
             size = sum(p.numel() for p in model.parameters()) if model is not None else None
             style = "extractive" if size is not None and size < AUTO_EXTRACTIVE_PARAMETERS else "free"
         if style == "extractive" and not hasattr(self.engine, "eos_ids"):
@@ -378,6 +409,40 @@ class Answerer:
             return answer
 
         return AnswerStream(prompt, pieces, finish, query)
+
+    def _read(
+        self,
+        question: str,
+        query: str,
+        hits: Sequence[Hit],
+        gated: bool,
+        relevance: float | None,
+        on_topic: float | None,
+        ask_as: str | None,
+    ) -> AnswerStream:
+        """The span reader's quote (reader.py) as one piece, cited to its chunk; NOT_FOUND below the margin."""
+        from llmlab.rag.citations import Attribution, Source, passages
+
+        prompt = GroundedPrompt("", 0, list(hits), [])
+        texts = [h.chunk.text for h in hits]
+        span = None if gated or not hits else self.reader.read(ask_as or question, texts)
+        found = self.reader.answers(span) if span is not None else False
+
+        def finish(text: str) -> Answer:
+            answer = Answer(question, text, [], prompt.hits, query or question)
+            answer.relevance, answer.on_topic, answer.gated = relevance, on_topic, gated
+            if not found or span is None:
+                answer.not_found = True
+                return answer
+            quote, hit, block = span.text.strip(), prompt.hits[span.chunk], span.chunk + 1
+            snippet = next((p for p in passages(hit.chunk.text) if quote in p), quote)
+            answer.sources = [Source(block, hit, snippet, 1.0, [quote])]
+            answer.citations = [block]
+            answer.attributions = [Attribution(quote, block, 1.0, snippet, [block])]
+            return answer
+
+        piece = span.text.strip() if found and span is not None else NOT_FOUND
+        return AnswerStream(prompt, iter([piece]), finish, query)
 
     def _scored_span(
         self, prompt: GroundedPrompt, constraint: SpanConstraint, chosen: list[int]
@@ -429,7 +494,9 @@ def ask_stream(
     from llmlab.rag.adapter import answer_adapter
     from llmlab.rag.store import Store
 
-    if engine is None:
+    if (
+        engine is None and (config or AnswerConfig()).answer_style != "reader"
+    ):  # the reader needs no generator
         adapter = answer_adapter((config or AnswerConfig()).adapter, model)
         engine = load_engine(model or DEFAULT_CHAT_MODEL, adapter=adapter)
     if isinstance(store, str):

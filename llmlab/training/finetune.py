@@ -40,7 +40,8 @@ class FinetuneConfig(TrainConfig):
     {"text", "label"} (classify); {"source", "target"} or instruction records (seq2seq)."""
     task: str = "auto"
     """causal-lm (decoder-only), classify (encoder-only + a classification head), seq2seq
-    (encoder-decoder); auto: the one that fits the model's kind."""
+    (encoder-decoder), extractive-qa (encoder-only + a start/end span head); auto: the one that fits the
+    model's kind."""
     labels: str = ""
     """--task classify: the label names in order, comma-separated (default: the sorted labels of --data)."""
     tokenizer: str = ""
@@ -194,11 +195,11 @@ def finetune(
         )
     seed_everything(config.seed)
     task = task_for(config)
-    if method is not None and task.name == "classify" and method.method != "lora":
+    if method is not None and task.name in ("classify", "extractive-qa") and method.method != "lora":
         raise ConfigError(
-            f"finetune {method.method} --task classify: of the PEFT methods only LoRA trains a classification "
-            "head (saved with the adapter) so far; use `llmlab finetune lora --task classify` or `llmlab "
-            "finetune full --task classify`"
+            f"finetune {method.method} --task {task.name}: of the PEFT methods only LoRA trains a new head "
+            f"(saved with the adapter) so far; use `llmlab finetune lora --task {task.name}` or `llmlab "
+            f"finetune full --task {task.name}`"
         )
     setup = task.setup(config, found[-1][1] if found else None)
     data = task.data(config, setup)

@@ -301,8 +301,9 @@ class PeftMethod:
 
 
 def train_heads(model: Any, name: str) -> dict[str, Any]:
-    """A sequence classifier's new head trains in full next to the adapter and is saved with it (peft's
-    modules_to_save for its SEQ_CLS task): {parameter name: parameter}; {} for other models."""
+    """A sequence classifier's or span reader's new head trains in full next to the adapter and is saved with
+    it (peft's modules_to_save for its SEQ_CLS and QUESTION_ANS tasks): {parameter name: parameter}; {} for
+    other models."""
     from llmlab.peft.peft_format import classifier_heads
     from llmlab.peft.registry import list_adapters
 

@@ -4,6 +4,7 @@
     causal-lm   decoder-only      {"text"}, instruction, chat               CausalLMObjective (completion tokens)
     classify    encoder-only      {"text", "label"}                         ClassificationObjective (examples)
     seq2seq     encoder-decoder   {"source", "target"}, instruction         Seq2SeqObjective (target tokens)
+    extractive-qa encoder-only    {"question", "context", "answer"}         ExtractiveQAObjective (windows)
 
 `auto` picks the task from the model's kind. Every training method runs a task the same way, whatever it
 trains (all weights, LoRA, adapters, soft prompts, a selected subset):
@@ -15,7 +16,7 @@ trains (all weights, LoRA, adapters, soft prompts, a selected subset):
     Trainer(model, task.objective(setup), data.train, config, val_data=data.val, trainable=..., saver=...)
 
 so `finetune full` (llmlab.training.finetune) and the PEFT verbs differ only in `trainable` and `saver`.
-Tests: tests/training/test_tasks.py, test_classify.py, test_seq2seq.py.
+Tests: tests/training/test_tasks.py, test_classify.py, test_seq2seq.py, test_extractive_qa.py.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from llmlab.training.run import Preview
 if TYPE_CHECKING:
     from torch import nn
 
-TASK_NAMES = ("auto", "causal-lm", "classify", "seq2seq")
+TASK_NAMES = ("auto", "causal-lm", "classify", "seq2seq", "extractive-qa")
 
 
 @dataclass
@@ -344,7 +345,87 @@ class Seq2SeqTask:
         return Seq2SeqObjective()
 
 
-TASKS: dict[str, Task] = {t.name: t for t in (CausalLMTask(), ClassifyTask(), Seq2SeqTask())}
+# ---- extractive-qa: encoder-only + a start/end span head (training/extractive_qa.py) -------------------------
+
+
+class ExtractiveQATask:
+    name = "extractive-qa"
+
+    def setup(self, config: Any, resume_from: Path | None = None) -> TaskSetup:
+        from transformers import AutoConfig, AutoTokenizer
+
+        from llmlab.models.loading import model_folder, transformer_kind
+
+        folder, _, _ = model_folder(config.model)
+        hf_config = AutoConfig.from_pretrained(folder)
+        if transformer_kind(hf_config) != "encoder-only":
+            raise ConfigError(
+                f"--task extractive-qa trains an encoder-only model (BERT, MiniLM); --model {config.model} is "
+                f"{transformer_kind(hf_config)}; use --model minilm-l6"
+            )
+        return TaskSetup(folder, AutoTokenizer.from_pretrained(folder), hf_config)
+
+    def _windows(
+        self, path: str, config: Any, setup: TaskSetup
+    ) -> tuple[list[Any], dict[str, Any], list[str]]:
+        from llmlab.training.extractive_qa import encode_qa, load_qa_records
+
+        records, problems = load_qa_records(path)
+        windows = [w for r in records for w in encode_qa(setup.tokenizer, r, config.seq_len)]
+        stats = {
+            "format": "extractive-qa",
+            "records": len(records),
+            "unanswerable records": sum(r.answer is None for r in records),
+        }
+        return windows, stats, problems
+
+    def data(self, config: Any, setup: TaskSetup) -> TaskData:
+        from llmlab.training.extractive_qa import collate_windows
+
+        items, stats, problems = self._windows(config.data, config, setup)
+        val_items = None
+        if config.val:
+            val_items, _, val_problems = self._windows(config.val, config, setup)
+            problems += val_problems
+        train, val = _split(config, items, val_items)
+        pad = _pad_id(setup.tokenizer)
+        batches = Batches(train, config.batch_size, lambda xs: collate_windows(xs, pad), seed=config.seed)
+        val_batches = (
+            Batches(val, config.batch_size, lambda xs: collate_windows(xs, pad), shuffle=False)
+            if val
+            else None
+        )
+        stats |= {
+            "train windows": len(train), "windows with no answer": sum(x.start == 0 for x in train),
+            "val windows": len(val), "tokens": sum(len(x) for x in train),
+            "steps per epoch": steps_per_epoch(batches, config.grad_accum),
+        }  # fmt: skip
+        shown = []
+        for i, x in enumerate(items[:2], start=1):
+            span = setup.tokenizer.decode(x.input_ids[x.start : x.end + 1]) if x.start else "(none: [CLS])"
+            shown.append(
+                f"example {i} ({x.source}): {len(x)} tokens, answer tokens {x.start}..{x.end}: {span}"
+            )
+            shown.append(setup.tokenizer.decode(x.input_ids))
+        preview = Preview([], stats, problems, shown=shown)
+        return TaskData(batches, val_batches, preview, max(len(x) for x in train))
+
+    def build(self, config: Any, setup: TaskSetup) -> nn.Module:
+        from transformers import AutoModelForQuestionAnswering
+
+        assert setup.folder is not None
+        model: nn.Module = _quiet_from_pretrained(AutoModelForQuestionAnswering, setup.folder)
+        return model
+
+    def objective(self, setup: TaskSetup) -> Objective:
+        from llmlab.training.extractive_qa import ExtractiveQAObjective
+
+        return ExtractiveQAObjective()
+
+
+TASKS: dict[str, Task] = {
+    t.name: t for t in (CausalLMTask(), ClassifyTask(), Seq2SeqTask(), ExtractiveQATask())
+}
 KIND_TASKS = {"decoder-only": "causal-lm", "encoder-only": "classify", "encoder-decoder": "seq2seq"}
 
 

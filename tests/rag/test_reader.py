@@ -1,0 +1,110 @@
+"""--answer-style reader with a tiny rule-based span reader: the span is quoted verbatim from the chunk that
+holds it and cited to it, NOT_FOUND below the margin, the relevance gate still applies, no generator is
+needed, and bad settings fail with what to do."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+from torch import nn
+
+from llmlab.errors import ConfigError
+from llmlab.prompting.grounded import NOT_FOUND
+from llmlab.rag.answer import AnswerConfig, Answerer
+from llmlab.rag.reader import Reader, load_reader
+from llmlab.rag.types import Chunk, Hit
+
+
+def word_tokenizer():
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {w: i for i, w in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "gold"])}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", 2), ("[SEP]", 3)],
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]", sep_token="[SEP]",
+        model_input_names=["input_ids", "token_type_ids", "attention_mask"],
+    )  # fmt: skip
+
+
+class GoldReader(nn.Module):
+    """Start logit 5 on "gold" in the context, end logit 5 on the token after it, 1 + 1 on [CLS] (null)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dummy = nn.Parameter(torch.zeros(1))
+
+    def forward(self, input_ids, token_type_ids, attention_mask):
+        gold = ((input_ids == 4) & (token_type_ids == 1)).float()  # (B, T)
+        start = 5 * gold
+        end = 5 * torch.nn.functional.pad(gold[:, :-1], (1, 0))
+        start[:, 0] = end[:, 0] = 1.0
+        return SimpleNamespace(start_logits=start, end_logits=end)
+
+
+def hits(*texts: str, dense: float | None = None) -> list[Hit]:
+    scores = {"dense": dense} if dense is not None else {}
+    return [
+        Hit(Chunk(t, f"/d/{i}.md", "markdown", 0), score=1.0, rank=i, scores=dict(scores))
+        for i, t in enumerate(texts, start=1)
+    ]
+
+
+def answer(texts: list[str], reader: Reader | None = None, **config):
+    found = hits(*texts, dense=config.pop("dense", None))
+    answerer = Answerer(None, None, AnswerConfig(answer_style="reader", **config), reader=reader or READER)  # type: ignore[arg-type]
+    stream = answerer.stream("Where is the gold?", hits=found)
+    text = "".join(stream)
+    assert stream.answer is not None
+    return text, stream.answer
+
+
+READER = Reader(GoldReader(), word_tokenizer(), margin=0.0)
+
+
+def test_quotes_the_span_and_cites_its_chunk():
+    text, result = answer(["the river is wide", "under the bridge gold coins lie", "nothing here"])
+    assert text == result.text == "gold coins"
+    assert result.citations == [2] and [s.block for s in result.sources] == [2]
+    assert result.sources[0].hit.chunk.source == "/d/2.md"
+    assert result.text in result.hits[1].chunk.text and not result.not_found
+
+
+def test_no_span_over_the_margin_is_not_found():
+    text, result = answer(["the river is wide", "nothing here"])
+    assert text == result.text == NOT_FOUND and result.not_found and result.sources == []
+    strict = Reader(GoldReader(), word_tokenizer(), margin=9.0)  # the span beats [CLS] by 10 - 2 = 8
+    _, result = answer(["under the bridge gold coins lie"], reader=strict)
+    assert result.not_found and result.citations == []
+
+
+def test_relevance_gate_applies_before_reading():
+    _, result = answer(
+        ["under the bridge gold coins lie"], dense=0.2, min_relevance=0.5, relevance_gate="off"
+    )
+    assert result.gated and result.not_found and result.text == NOT_FOUND
+
+
+def test_other_styles_need_a_generator():
+    answerer = Answerer(None, None, AnswerConfig(answer_style="free"))  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="needs a generating model; give one, or use --answer-style reader"):
+        answerer.stream("Where?", hits=hits("a b"))
+
+
+def test_bad_reader_settings(tmp_path):
+    with pytest.raises(ConfigError, match="--answer-style must be one of free, extractive, reader, auto"):
+        AnswerConfig(answer_style="span")
+    with pytest.raises(
+        ConfigError, match=r"no reader at .*give a folder of `llmlab finetune lora --task extractive-qa`"
+    ):
+        load_reader(str(tmp_path / "missing"))
+    with pytest.raises(ConfigError, match=r"holds neither adapter_config\.json nor config\.json"):
+        load_reader(str(tmp_path))
