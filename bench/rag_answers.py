@@ -158,7 +158,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         store = Store.open(str(Path(tmp) / "guide.sqlite"))
         report = store.ingest([docs], config=IngestConfig(include=("*.md",)))
-        print(f"store: {len(report.added)} pages, {report.chunks} chunks; loading {args.model}", flush=True)
+        loading = "the span reader" if args.styles[0] == "reader" else args.model
+        print(f"store: {len(report.added)} pages, {report.chunks} chunks; loading {loading}", flush=True)
         adapter = args.adapter if args.styles[0].startswith("adapter:") else None
         engine = (
             load_engine(args.model, device="cpu", adapter=adapter) if args.styles[0] != "reader" else None

@@ -186,11 +186,12 @@ def _load_engine(args: argparse.Namespace) -> Any:
 
 def make_answerer(args: argparse.Namespace, store: Store) -> Answerer:
     from llmlab.generation.config import GenerationConfig
-    from llmlab.rag.answer import ANSWER_DEFAULTS, AnswerConfig, Answerer
+    from llmlab.rag.answer import ANSWER_DEFAULTS, AnswerConfig, Answerer, needs_no_generator
 
     config = build_config(AnswerConfig, args)
     generation = build_config(GenerationConfig, args, defaults=ANSWER_DEFAULTS)
-    engine = None if config.answer_style == "reader" else _load_engine(args)  # the reader needs no generator
+    reader_only = needs_no_generator(config.answer_style, getattr(args, "model", None))
+    engine = None if reader_only else _load_engine(args)  # the span reader needs no generator
     return Answerer(store, engine, config, generation)
 
 

@@ -116,6 +116,8 @@ class Conversation:
         if not self.turns:
             return question
         previous, answer = self.turns[-1]
+        if self.answerer.generator is None:  # --answer-style reader: no model to rewrite with
+            return f"{previous} {question}"
         query, self.last_rewritten = rewrite_query(self.answerer.engine, previous, answer, question)
         return query
 

@@ -196,8 +196,9 @@ def finetune(
     seed_everything(config.seed)
     task = task_for(config)
     if method is not None and task.name in ("classify", "extractive-qa") and method.method != "lora":
+        head = "a classification head" if task.name == "classify" else "a span head"
         raise ConfigError(
-            f"finetune {method.method} --task {task.name}: of the PEFT methods only LoRA trains a new head "
+            f"finetune {method.method} --task {task.name}: of the PEFT methods only LoRA trains {head} "
             f"(saved with the adapter) so far; use `llmlab finetune lora --task {task.name}` or `llmlab "
             f"finetune full --task {task.name}`"
         )

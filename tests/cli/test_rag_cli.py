@@ -412,4 +412,7 @@ def test_ask_extractive_quotes_the_cited_block(capsys, kb, monkeypatch, tiny_tok
         assert reply["answer"] and reply["answer"] in reply["context"][block - 1]["text"]
         assert [s["block"] for s in reply["sources"]] == [block]
     code, _, err = run(capsys, *argv[:-1], "quote")
-    assert code == 2 and "error: --answer-style must be one of free, extractive, auto, got 'quote'" in err
+    assert (
+        code == 2
+        and "error: --answer-style must be one of free, extractive, reader, auto, got 'quote'" in err
+    )

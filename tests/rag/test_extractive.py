@@ -157,7 +157,7 @@ def test_extractive_prompt_asks_for_a_copied_phrase(tiny_tok):
 
 def test_answer_style_is_validated_and_needs_a_real_engine(kb, tiny_tok):
     with pytest.raises(
-        ConfigError, match="--answer-style must be one of free, extractive, auto, got 'quote'"
+        ConfigError, match="--answer-style must be one of free, extractive, reader, auto, got 'quote'"
     ):
         AnswerConfig(answer_style="quote")
     fake = FakeEngine(tiny_tok, ["The garden opens at 9 am [1]."])
@@ -167,9 +167,10 @@ def test_answer_style_is_validated_and_needs_a_real_engine(kb, tiny_tok):
     assert free.text == "The garden opens at 9 am [1]."  # auto without a model to size: free
 
 
-def test_auto_is_extractive_for_a_small_model(kb, engine):
+def test_auto_is_the_span_reader_for_a_small_model(kb, engine):
     answerer = Answerer(kb, engine, AnswerConfig(answer_style="auto"))
-    assert answerer.style == "extractive"
+    assert answerer.style == "reader"
+    assert Answerer(kb, None, AnswerConfig(answer_style="auto")).style == "reader"  # no generator at all
 
 
 def test_likelihood_choice_is_the_best_scoring_candidate(tiny_tok, engine):

@@ -243,6 +243,7 @@ def test_peft_methods_other_than_lora_are_refused(trained, tmp_path, capsys):
     code = main(["finetune", "prompt-tuning", "--model", str(bert), "--task", "extractive-qa", "--data", data,
                  "--out", str(tmp_path / "p")])  # fmt: skip
     assert code != 0
-    assert "finetune prompt-tuning --task extractive-qa: of the PEFT methods only LoRA trains a new head" in (
-        capsys.readouterr().err
+    assert (
+        "finetune prompt-tuning --task extractive-qa: of the PEFT methods only LoRA trains a span head"
+        in (capsys.readouterr().err)
     )
