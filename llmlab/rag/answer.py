@@ -431,28 +431,20 @@ class Answerer:
         ask_as: str | None,
     ) -> AnswerStream:
         """The span reader's quote (reader.py) as one piece, cited to its chunk; NOT_FOUND below the margin."""
-        from llmlab.rag.citations import Attribution, Source, passages
+        from llmlab.rag.reader import cite_span
 
         prompt = GroundedPrompt("", 0, list(hits), [])
-        texts = [h.chunk.text for h in hits]
-        span = None if gated or not hits else self.reader.read(ask_as or question, texts)
-        found = self.reader.answers(span) if span is not None else False
+        span = (
+            None if gated or not hits else self.reader.read(ask_as or question, [h.chunk.text for h in hits])
+        )
+        found = span if span is not None and self.reader.answers(span) else None
 
         def finish(text: str) -> Answer:
-            answer = Answer(question, text, [], prompt.hits, query or question)
+            answer = Answer(question, text, [], prompt.hits, query or question, not_found=found is None)
             answer.relevance, answer.on_topic, answer.gated = relevance, on_topic, gated
-            if not found or span is None:
-                answer.not_found = True
-                return answer
-            quote, hit, block = span.text.strip(), prompt.hits[span.chunk], span.chunk + 1
-            snippet = next((p for p in passages(hit.chunk.text) if quote in p), quote)
-            answer.sources = [Source(block, hit, snippet, 1.0, [quote])]
-            answer.citations = [block]
-            answer.attributions = [Attribution(quote, block, 1.0, snippet, [block])]
-            return answer
+            return cite_span(answer, found) if found is not None else answer
 
-        piece = span.text.strip() if found and span is not None else NOT_FOUND
-        return AnswerStream(prompt, iter([piece]), finish, query)
+        return AnswerStream(prompt, iter([found.text.strip() if found else NOT_FOUND]), finish, query)
 
     def _scored_span(
         self, prompt: GroundedPrompt, constraint: SpanConstraint, chosen: list[int]

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from llmlab.errors import ConfigError
+from llmlab.rag.result import Answer
 from llmlab.training.extractive_qa import read_spans
 
 READER_DIR = Path(__file__).parent / "adapters" / "reader-minilm-l6"
@@ -69,6 +70,20 @@ class Reader:
 
     def answers(self, span: ReadSpan | None) -> bool:
         return span is not None and span.margin > self.margin and bool(span.text.strip())
+
+
+def cite_span(answer: Answer, span: ReadSpan) -> Answer:
+    """`answer` with the span's quote as its text, cited to the chunk it was read from (block span.chunk + 1),
+    with the chunk's passage that holds the quote as the snippet."""
+    from llmlab.rag.citations import Attribution, Source, passages
+
+    quote, hit, block = span.text.strip(), answer.hits[span.chunk], span.chunk + 1
+    snippet = next((p for p in passages(hit.chunk.text) if quote in p), quote)
+    answer.text = quote
+    answer.sources = [Source(block, hit, snippet, 1.0, [quote])]
+    answer.citations = [block]
+    answer.attributions = [Attribution(quote, block, 1.0, snippet, [block])]
+    return answer
 
 
 @functools.lru_cache(maxsize=2)

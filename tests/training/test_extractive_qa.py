@@ -247,3 +247,38 @@ def test_peft_methods_other_than_lora_are_refused(trained, tmp_path, capsys):
         "finetune prompt-tuning --task extractive-qa: of the PEFT methods only LoRA trains a span head"
         in (capsys.readouterr().err)
     )
+
+
+def test_reader_data_builder_on_a_tiny_squad_file(tmp_path):
+    """bench/data/reader/build.py keeps the annotators' offsets and SQuAD's own unanswerable questions (null),
+    and refuses a file named like a dev split."""
+    import lzma
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    build = Path(__file__).resolve().parents[2] / "bench" / "data" / "reader" / "build.py"
+    paragraphs = [
+        {"context": "The boiler is in the cellar. It was fitted in 1998.", "qas": [
+            {"id": "a", "question": "Where is the boiler?", "answers": [{"text": "in the cellar", "answer_start": 14}]},
+            {"id": "b", "question": "Who painted the cellar?", "answers": [], "is_impossible": True},
+        ]},
+        {"context": "The boiler in the cellar was serviced by Ann last winter.", "qas": []},
+    ]  # fmt: skip
+    squad = {
+        "data": [{"title": "House", "paragraphs": paragraphs}, {"title": "Shed", "paragraphs": paragraphs}]
+    }
+    train = tmp_path / "train-v2.0.json"
+    train.write_text(json.dumps(squad), encoding="utf-8")
+    out = tmp_path / "records.jsonl.xz"
+    run = [sys.executable, str(build), "--squad", str(train), "--out", str(out)]
+    subprocess.run(run, check=True, capture_output=True)
+    with lzma.open(out, "rt", encoding="utf-8") as f:
+        records = [json.loads(line) for line in f]
+    answered = [r for r in records if r["answer"] == "in the cellar"]
+    assert answered and all(r["context"][r["answer_start"] :].startswith("in the cellar") for r in answered)
+    assert any(r["question"] == "Who painted the cellar?" and r["answer"] is None for r in records)
+    dev = tmp_path / "dev-v2.0.json"
+    dev.write_text(json.dumps(squad), encoding="utf-8")
+    refused = subprocess.run([*run[:3], str(dev), "--out", str(out)], capture_output=True, text=True)
+    assert refused.returncode != 0 and "looks like a dev/test split" in refused.stderr
