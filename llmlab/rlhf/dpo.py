@@ -10,9 +10,9 @@
                                                       rDPO, Chowdhury et al., 2024, arXiv:2403.00409
     hinge    max(0, 1 - beta h)                       SLiC-HF, Zhao et al., 2023, arXiv:2305.10425
 
-    + alpha * NLL(y_c)                                RPO, Pang et al., 2024, arXiv:2404.19733: any of the above
-                                                      plus alpha times the chosen completions' negative log-likelihood
-                                                      per token (`with_rpo`)
+    + alpha * NLL(y_c)                                RPO, Pang et al., 2024, arXiv:2404.19733: any of the
+                                                      above plus alpha times the chosen completions'
+                                                      negative log-likelihood per token (`with_rpo`)
 
 All take the same arguments, so a trainer can call any entry of `DPO_LOSSES`; a variant ignores the keyword
 arguments it does not use (label_smoothing in ipo and hinge, the lengths everywhere but ipo). Each returns the
@@ -22,7 +22,8 @@ completion's token count when lengths are given, as trl does (its authors confir
 use this normalisation); without lengths it is the paper's h.
 Matches trl 1.16's `DPOTrainer` loss for loss_type sigmoid, ipo, robust and hinge on identical log-probs
 (its own code is called in the test), and RPO matches its loss_type ["sigmoid", "sft"] with loss_weights
-[1, alpha] (trl's `rpo_alpha`: the NLL is the mean over every chosen completion token of the micro-batch); the label-smoothed sigmoid matches trl <= 0.2x's `dpo_loss`
+[1, alpha] (older trl's `rpo_alpha`; the NLL is the mean over every chosen completion token of the
+micro-batch); the label-smoothed sigmoid matches trl <= 0.2x's `dpo_loss`
 (https://github.com/huggingface/trl/blob/v0.12.0/trl/trainer/dpo_trainer.py, `dpo_loss`, "sigmoid").
 Parity: tests/rlhf/test_dpo.py.
 """
@@ -184,7 +185,9 @@ def with_rpo(
         alpha: the weight of the NLL term, >= 0 (Pang et al. use 1).
     """
     if not alpha >= 0:
-        raise ConfigError(f"--rpo-alpha must be >= 0, got {alpha}; 1.0 is the published value, 0 turns it off")
+        raise ConfigError(
+            f"--rpo-alpha must be >= 0, got {alpha}; 1.0 is the published value, 0 turns it off"
+        )
     if alpha == 0:
         return output
     nll = -policy_chosen_logps.sum() / chosen_lengths.sum().clamp(min=1)

@@ -82,13 +82,15 @@ def test_matches_trl_dpo_trainer(name: str, beta: float, label_smoothing: float)
         assert_close(_ours(name, beta, label_smoothing, seed).loss, expected)
 
 
-@pytest.mark.parametrize(("name", "beta", "alpha"), [("sigmoid", 0.1, 1.0), ("sigmoid", 0.5, 0.3), ("ipo", 0.2, 2.0)])
+@pytest.mark.parametrize(
+    ("name", "beta", "alpha"), [("sigmoid", 0.1, 1.0), ("sigmoid", 0.5, 0.3), ("ipo", 0.2, 2.0)]
+)
 def test_rpo_matches_trl_dpo_trainer(name: str, beta: float, alpha: float) -> None:
-    """RPO (trl's rpo_alpha): the DPO loss plus alpha times the chosen tokens' mean NLL, as trl's "sft" term."""
+    """RPO (older trl's rpo_alpha): the DPO loss plus alpha times the chosen tokens' mean NLL, as trl's "sft" term."""
     for seed in range(3):
-        _, _, policy, _, lengths = _case(seed)
-        # our lengths are completion_mask sums; trl's "sft" counts the shifted mask (the first token never counts)
-        shifted = _case(seed)[1][:, 1:].sum(dim=1).float()
+        _, completion_mask, policy, _, _ = _case(seed)
+        # the chosen token counts as DPOObjective takes them: the shifted mask (the first token is never scored)
+        shifted = completion_mask[:, 1:].sum(dim=1).float()
         ours = with_rpo(_ours(name, beta, seed=seed), policy[:B], shifted[:B], alpha)
         assert_close(ours.loss, _trl_loss(name, beta, seed=seed, rpo_alpha=alpha))
         assert not torch.equal(ours.loss, _ours(name, beta, seed=seed).loss)
@@ -110,14 +112,16 @@ def test_rpo_hand_derived() -> None:
 
 
 def test_rpo_gradient_raises_the_chosen_likelihood() -> None:
-    """When DPO alone would lower both log-probs (chosen and rejected equal, DPO pushes them apart but the
-    pair's sum is unchanged), RPO's NLL term raises the chosen log-prob more than DPO alone."""
+    """The gradient on the chosen log-prob: DPO's alone, plus RPO's -alpha / |y_c| (a descent step raises the
+    chosen completion's log-prob more with RPO)."""
     ref = torch.tensor([-5.0])
     grads = {}
     for alpha in (0.0, 1.0):
         chosen = torch.tensor([-5.0], requires_grad=True)
         rejected = torch.tensor([-5.0], requires_grad=True)
-        with_rpo(sigmoid_loss(chosen, rejected, ref, ref, beta=0.1), chosen, torch.tensor([5.0]), alpha).loss.backward()
+        with_rpo(
+            sigmoid_loss(chosen, rejected, ref, ref, beta=0.1), chosen, torch.tensor([5.0]), alpha
+        ).loss.backward()
         assert chosen.grad is not None
         grads[alpha] = float(chosen.grad)
     # d/d chosen: DPO -beta * sigma(0) = -0.05; RPO adds -alpha / 5 tokens = -0.2
