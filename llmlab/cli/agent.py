@@ -81,6 +81,13 @@ def register(subparsers: Any) -> None:
         help="stated: write an optional parameter the task states, leave out optional choices it does not "
         "(default); model: the model decides",
     )
+    run.add_argument(
+        "--value-choice",
+        default="greedy",
+        help="how an argument's value is chosen among its candidates (an enum, or the spans and numbers the "
+        "task writes): greedy (token by token under the grammar; default), likelihood (the candidate the model "
+        "scores likeliest) or likelihood-mean (the same per token); see docs/agents.md",
+    )
     run.add_argument("--trace", metavar="FILE.jsonl", help="write every event of the run as JSON lines")
     run.add_argument(
         "--json", action="store_true", help="print one JSON object (answer and steps) at the end"
@@ -105,6 +112,7 @@ def _config(args: argparse.Namespace) -> Any:
         selection=args.selection,
         copy_arguments=_copy_setting(args.copy_arguments),
         optional_arguments=args.optional_arguments,
+        value_choice=args.value_choice,
     )
     return AgentConfig(
         max_steps=args.max_steps,

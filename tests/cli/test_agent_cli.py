@@ -76,8 +76,27 @@ def test_agent_json_output(capsys, tiny_folder: Path) -> None:
         (["--tool-timeout", "0"], "--tool-timeout must be > 0 seconds, got 0.0"),
         (["--optional-arguments", "some"], "--optional-arguments must be one of stated, model, got 'some'"),
         (["--copy-arguments", "yes"], "--copy-arguments must be one of auto, on, off, got 'yes'"),
+        (
+            ["--value-choice", "best"],
+            "--value-choice must be one of greedy, likelihood, likelihood-mean, got 'best'",
+        ),
     ],
 )
 def test_bad_flags_are_refused_before_loading(capsys, argv: list[str], message: str) -> None:
     code, _, err = run(capsys, "agent", "run", "task", "--model", "no-such-model", *argv)
     assert code == 2 and message in err, err
+
+
+def test_caller_flags_reach_the_caller_config() -> None:
+    import argparse
+
+    from llmlab.cli import agent
+
+    parser = argparse.ArgumentParser()
+    agent.register(parser.add_subparsers())
+    args = parser.parse_args(
+        ["agent", "run", "task", "--value-choice", "likelihood-mean", "--selection", "direct"]
+    )
+    caller = agent._config(args).caller
+    assert (caller.value_choice, caller.selection) == ("likelihood-mean", "direct")
+    assert agent._config(parser.parse_args(["agent", "run", "task"])).caller.value_choice == "greedy"
