@@ -65,12 +65,17 @@ class FlywheelConfig:
     """sampling temperature of the completions"""
     max_new_tokens: int = 48
     """most tokens in an answer (sampling, evaluation, serving)"""
-    dpo_epochs: int = 2
+    dpo_epochs: int = 1
     """DPO epochs over the pairs"""
-    dpo_lr: float = 1e-3
+    dpo_lr: float = 3e-4
     """DPO learning rate"""
-    dpo_beta: float = 0.1
+    dpo_beta: float = 0.5
     """DPO beta: how far the aligned model may move from the base (larger stays closer)"""
+    rpo_alpha: float = 1.0
+    """RPO: the weight of the chosen answers' NLL added to the DPO loss (0: plain DPO, which collapsed the
+    answers here)"""
+    dpo_seq_len: int = 1024
+    """DPO's --seq-len: long enough for the grounded prompts (two passages), so no pair is left out"""
     reward: bool = True
     """train a reward model on the pairs (`llmlab reward train`); the evaluation then also compares its scores"""
     ppo: bool = False
@@ -205,8 +210,9 @@ def plan(config: FlywheelConfig) -> list[Step]:
     steps += [
         Step("dpo", "08-dpo",
              [["align", "dpo", "--model", model, "--pairs", p("06-pairs", "pairs.jsonl"), "--epochs",
-               str(c.dpo_epochs), "--lr", str(c.dpo_lr), "--beta", str(c.dpo_beta), "--targets", "all-linear", "--seed", seed, "--out",
-               p("08-dpo", "adapter")]],
+               str(c.dpo_epochs), "--lr", str(c.dpo_lr), "--beta", str(c.dpo_beta), "--rpo-alpha",
+               str(c.rpo_alpha), "--seq-len", str(c.dpo_seq_len), "--targets", "all-linear", "--seed", seed,
+               "--out", p("08-dpo", "adapter")]],
              {p("06-pairs", "pairs.jsonl"): "pairs"}, [p("08-dpo", "adapter", "adapter_config.json")]),
     ]  # fmt: skip
     if c.ppo:

@@ -10,6 +10,10 @@
                                                       rDPO, Chowdhury et al., 2024, arXiv:2403.00409
     hinge    max(0, 1 - beta h)                       SLiC-HF, Zhao et al., 2023, arXiv:2305.10425
 
+    + alpha * NLL(y_c)                                RPO, Pang et al., 2024, arXiv:2404.19733: any of the
+                                                      above plus alpha times the chosen completions'
+                                                      negative log-likelihood per token (`with_rpo`)
+
 All take the same arguments, so a trainer can call any entry of `DPO_LOSSES`; a variant ignores the keyword
 arguments it does not use (label_smoothing in ipo and hinge, the lengths everywhere but ipo). Each returns the
 mean loss, the per-pair losses, the implicit rewards beta * (log pi - log ref) of the chosen and rejected
@@ -17,7 +21,9 @@ completions (detached, for logging) and their margin. For IPO, h' divides each l
 completion's token count when lengths are given, as trl does (its authors confirmed that the paper's results
 use this normalisation); without lengths it is the paper's h.
 Matches trl 1.16's `DPOTrainer` loss for loss_type sigmoid, ipo, robust and hinge on identical log-probs
-(its own code is called in the test); the label-smoothed sigmoid matches trl <= 0.2x's `dpo_loss`
+(its own code is called in the test), and RPO matches its loss_type ["sigmoid", "sft"] with loss_weights
+[1, alpha] (older trl's `rpo_alpha`; the NLL is the mean over every chosen completion token of the
+micro-batch); the label-smoothed sigmoid matches trl <= 0.2x's `dpo_loss`
 (https://github.com/huggingface/trl/blob/v0.12.0/trl/trainer/dpo_trainer.py, `dpo_loss`, "sigmoid").
 Parity: tests/rlhf/test_dpo.py.
 """
@@ -160,3 +166,30 @@ DPO_LOSSES: dict[str, DPOLoss] = {
     "robust": robust_loss,
     "hinge": hinge_loss,
 }
+
+
+def with_rpo(
+    output: DPOOutput, policy_chosen_logps: torch.Tensor, chosen_lengths: torch.Tensor, alpha: float
+) -> DPOOutput:
+    """RPO: `output`'s loss plus alpha * the chosen completions' negative log-likelihood per token,
+    -sum(log pi(y_c|x)) / sum(|y_c|) over the batch (trl's "sft" term, a batch mean over tokens, not pairs).
+
+    DPO alone only widens the gap between chosen and rejected and may lower the chosen completions' own
+    likelihood while doing it (the model then drifts to text neither side had); the NLL term keeps the chosen
+    completions likely. alpha = 0 returns `output` unchanged.
+
+    Args:
+        output: a `DPO_LOSSES` result on the same pairs.
+        policy_chosen_logps: (B,) summed completion log-probs of the chosen completions under the policy.
+        chosen_lengths: (B,) their completion token counts.
+        alpha: the weight of the NLL term, >= 0 (Pang et al. use 1).
+    """
+    if not alpha >= 0:
+        raise ConfigError(
+            f"--rpo-alpha must be >= 0, got {alpha}; 1.0 is the published value, 0 turns it off"
+        )
+    if alpha == 0:
+        return output
+    nll = -policy_chosen_logps.sum() / chosen_lengths.sum().clamp(min=1)
+    losses = output.losses + alpha * nll
+    return DPOOutput(losses.mean(), losses, output.chosen_rewards, output.rejected_rewards)

@@ -1,6 +1,7 @@
 """`llmlab align dpo`: direct preference optimisation of a causal LM on preference pairs, on the shared loop.
 
     loss = -log sigma(beta * ((log pi(y_c|x) - log ref(y_c|x)) - (log pi(y_r|x) - log ref(y_r|x))))
+           [+ rpo_alpha * NLL of the chosen completions, per token]        (--rpo-alpha: RPO)
 
 (Rafailov et al., 2023, arXiv:2305.18290; the variants of `DPO_LOSSES`: sigmoid, ipo, robust, hinge, in
 llmlab/rlhf/dpo.py, each equal to trl's.) Recipe: read the pairs (`file:line` errors), hold out
@@ -19,7 +20,8 @@ frozen copy. They are computed under the same precision (autocast) as training, 
 at exactly 0.
 
 Reported per step and on the held-out pairs: reward accuracy (the chosen side's implicit reward higher), the
-margin of implicit rewards, and the policy's log-prob margin log pi(y_c|x) - log pi(y_r|x), which DPO raises.
+margin of implicit rewards, the chosen side's implicit reward (below 0: DPO lowered the chosen completions'
+likelihood; --rpo-alpha keeps it up), and the policy's log-prob margin log pi(y_c|x) - log pi(y_r|x), which DPO raises.
 The run folder's top is the best checkpoint's adapter (`llmlab generate --adapter RUN`).
 Tests: tests/rlhf/test_dpo_train.py (margin and preferred-behaviour rate rise on a tiny model; resume).
 """
@@ -36,7 +38,7 @@ import torch
 
 from llmlab.data.tokenize import Tokenized
 from llmlab.errors import ConfigError, DataError
-from llmlab.rlhf.dpo import DPO_LOSSES
+from llmlab.rlhf.dpo import DPO_LOSSES, with_rpo
 from llmlab.rlhf.pair_data import EncodedPair, PairBatches, collate_pairs, encode_dpo_pair
 from llmlab.rlhf.policy import score_completions
 from llmlab.rlhf.recipe import (
@@ -73,6 +75,9 @@ class DPOConfig(LoraSettings, TrainConfig):
     """sigmoid (DPO), ipo, robust (rDPO) or hinge (SLiC)."""
     label_smoothing: float = 0.0
     """Assumed share of flipped preference labels, in [0, 0.5) (sigmoid: conservative DPO; robust)."""
+    rpo_alpha: float = 0.0
+    """RPO: add this weight times the chosen completions' per-token NLL to the loss (0: plain DPO; 1.0 is the
+    published value; it keeps DPO from lowering the chosen completions' likelihood)."""
     chat: bool = True
     """Render each prompt through the model's chat template, as `llmlab feedback generate` did (--no-chat: as is)."""
     lr: float = 1e-4
@@ -91,6 +96,10 @@ class DPOConfig(LoraSettings, TrainConfig):
             raise ConfigError(f"--beta must be > 0, got {self.beta}; 0.1 is the usual value")
         if not 0 <= self.label_smoothing < 0.5:
             raise ConfigError(f"--label-smoothing must be in [0, 0.5), got {self.label_smoothing}")
+        if not self.rpo_alpha >= 0:
+            raise ConfigError(
+                f"--rpo-alpha must be >= 0, got {self.rpo_alpha}; 1.0 is the published value, 0 turns it off"
+            )
 
 
 class DPOObjective:
@@ -98,8 +107,11 @@ class DPOObjective:
 
     perplexity = False
 
-    def __init__(self, loss: str = "sigmoid", beta: float = 0.1, label_smoothing: float = 0.0):
+    def __init__(
+        self, loss: str = "sigmoid", beta: float = 0.1, label_smoothing: float = 0.0, rpo_alpha: float = 0.0
+    ):
         self.loss_fn, self.beta, self.label_smoothing = DPO_LOSSES[loss], beta, label_smoothing
+        self.rpo_alpha = rpo_alpha
 
     def units(self, batch: Batch) -> int:
         return int(batch["input_ids"].shape[0]) // 2
@@ -116,10 +128,12 @@ class DPOObjective:
             logps[:n], logps[n:], ref[:n], ref[n:], beta=self.beta, label_smoothing=self.label_smoothing,
             chosen_lengths=lengths[:n], rejected_lengths=lengths[n:],
         )  # fmt: skip
+        out = with_rpo(out, logps[:n], lengths[:n], self.rpo_alpha)
         gap = (logps[:n] - logps[n:]).detach()
         metrics = {
             "reward_accuracy": float((out.margins > 0).float().sum()),
             "reward_margin": float(out.margins.sum()),
+            "chosen_reward": float(out.chosen_rewards.sum()),
             "logp_margin": float(gap.sum()),
         }
         return LossOutput(out.loss * n, metrics)
@@ -257,7 +271,7 @@ def train_dpo(
     if on_event:
         on_event(Event("preview", 0, 0, {"preview": preview}))
     val_batches = PairBatches(val, config.batch_size, pad, shuffle=False) if val else None
-    objective = DPOObjective(config.loss, config.beta, config.label_smoothing)
+    objective = DPOObjective(config.loss, config.beta, config.label_smoothing, config.rpo_alpha)
     trainer = Trainer(
         model, objective, batches, config, trainable=trainable, val_data=val_batches, saver=saver,
         on_event=on_event, eval_at_start=True,

@@ -1,44 +1,53 @@
 """The unattended flywheel on the real packaged models, on a reduced setting (slow tier).
 
 Setting: the guide questions about two pages (rag-documents.md, rag-store.md, whose text is the only document
-ingested), 8 held out and 8 for training, SmolLM2 as it is (`adapter="none"`; the flywheel's default base is
-the adapted model), 4 completions each at temperature 0.7 and every pair (`max_pairs=0`), answers of at most
-32 tokens, the scripted ranker `shortest`, DPO 2 epochs (LoRA on every linear layer, lr 1e-3), no reward model
-(the slowest step, not needed here), the aligned adapter served and asked one held-out question through the
-OpenAI client, then a rerun that skips every step.
+ingested), 8 held out and 8 for training; the flywheel's defaults otherwise (the base is SmolLM2 with the
+grounded-answer adapter merged, 8 completions each at temperature 1.0, the `f1` ranker, at most 4 pairs per
+question, DPO with RPO: lr 3e-4, beta 0.5, rpo_alpha 1.0, LoRA on every linear layer), but DPO runs 2
+epochs (8 train questions give fewer pairs than the full run's 25, so fewer steps per epoch), answers of at
+most 32 tokens and no reward model (the slowest step, not needed here); the aligned adapter is served and asked one held-out
+question through the OpenAI client, then a rerun skips every step.
 
-What is asserted, and what it means (honestly): on the 8 held-out questions, never ranked or trained on, the
-aligned model's greedy answers are shorter than the base model's by at least MARGIN_CHARS characters on
-average: DPO taught the ranker's preference, and it carries over to unseen questions. It is NOT an
-improvement in correctness: measured again on 2026-12-05 (load average 3 to 5, 763 s, DPO 505 s), 57.3 -> 14.4
-characters (delta -42.9, 95% CI [-52.1, -33.4]) and token F1 0.046 -> 0.000. In the run measured first the answers went from 61.1 to 17.3 characters (delta
--43.9, 95% paired bootstrap CI [-58.8, -27.7]) and ROUGE-L against the references from 0.047 to 0.000; the
-served model answered "1". 527 s on the project's 2-core machine at a load average of 3 (DPO 383 s, ask 46 s,
-eval 41 s, generate 32 s, ingest 9 s, serve 12 s); 918 s at a load average of 4 to 8; the same numbers both
-times. On that machine the same setting with a ranker that
-preferred shorter answers among wrong ones too gave 61.1 -> 5.1 characters (delta -56.0, 95% paired
-bootstrap CI [-73.0, -40.2]) and the aligned model answered "1" to most questions: the rule was gamed, and
-ROUGE-L fell from 0.047 to 0.000. The flywheel's default ranker (`reference`: answers that contain the
-reference beat the others, the shorter first; the rest tie) cannot be gamed that way, but on 8 train
-questions it gave only 8 pairs (most sampled answers miss the reference), too few to move held-out answers.
+What is asserted, and what it means: on the 8 held-out questions, never ranked or trained on, the aligned
+model is not worse than the base: its mean token F1 and ROUGE-L against the reference answers are at least the
+base model's minus F1_TOLERANCE, and its answers are not longer by more than MAX_LONGER characters (plain DPO
+at lr 1e-3 had collapsed the full run's answers into repeated citations, 53 characters longer and token F1
+0.304 -> 0.062). It does NOT assert an improvement: none has been shown with an interval that excludes 0
+(docs/flywheel.md, "What it measured").
+
+Measured on 2026-12-05 on the project's 2-core AMD EPYC machine next to another training job (load average
+about 3.3): token F1 0.175 -> 0.188 (delta +0.0125, 95% paired bootstrap CI [0.000, +0.0375]), ROUGE-L
+0.160 -> 0.168 (+0.008 [0.000, +0.025]), 13.1 -> 11.0 characters; 2 of the 8 base answers cite "[n]", 1 of
+the aligned ones ("80.0 MiB [2]" -> "80.0 MiB"); 254 s in all. With PyTorch's and oneDNN's kernels limited
+to AVX2 (ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2, as `make test-isa`), the same day: 11 pairs, and
+the aligned answers differed: token F1 0.175 -> 0.309 (+0.134 [-0.016, +0.396]), ROUGE-L 0.160 -> 0.288,
+25.0 -> 23.8 characters, citations 2 -> 0, 369 s. The tolerance: greedy answers of a 135M model
+can differ from one CPU to another (other kernels, other rounding); F1_TOLERANCE = 0.1 lets one of the 8
+answers lose most of a partial match (0.125 per question at most) on either side, not one exact answer turning
+wrong, nor a collapse.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).parents[2]
 PAGES = ("rag-documents.md", "rag-store.md")
-MARGIN_CHARS = 20.0  # the tolerance: measured -43.9 [-58.8, -27.7] (docstring); the interval's end is -27.7
+CITATION = re.compile(r"\[\d+\]")
+F1_TOLERANCE = 0.1  # mean token F1 / ROUGE-L over 8 questions; measured +0.0125 / +0.008 (docstring)
+MAX_LONGER = 15.0  # characters; plain DPO's collapse made the answers 53 characters longer
+
+
+def _cited(run: dict) -> int:
+    return sum(bool(CITATION.search(item["prediction"])) for item in run["items"])
 
 
 @pytest.mark.slow
-def test_the_aligned_model_learns_the_rankers_preference_on_held_out_questions(
-    tmp_path: Path, llmlab_cache: Path
-) -> None:
+def test_the_aligned_model_is_not_worse_on_held_out_questions(tmp_path: Path, llmlab_cache: Path) -> None:
     from llmlab.flywheel.questions import question_of
     from llmlab.flywheel.run import FlywheelConfig, plan, run_flywheel
 
@@ -51,15 +60,20 @@ def test_the_aligned_model_learns_the_rankers_preference_on_held_out_questions(
     questions = tmp_path / "questions.jsonl"
     questions.write_text("".join(line + "\n" for line in chosen), encoding="utf-8")
     config = FlywheelConfig(out=str(tmp_path / "run"), questions=str(questions), documents=str(docs), heldout=8,
-                            train=8, max_new_tokens=32, reward=False, ranker="shortest", adapter="none",
-                            n=4, temperature=0.7, max_pairs=0)  # fmt: skip
+                            train=8, max_new_tokens=32, reward=False, dpo_epochs=2)  # fmt: skip
     run = run_flywheel(config)
 
     result = json.loads((run / "10-eval" / "measures.json").read_text(encoding="utf-8"))
     measures = result["measures"]
+    base, aligned = (json.loads((run / "10-eval" / f"{n}.json").read_text()) for n in ("base", "aligned"))
     print(json.dumps(measures, indent=1))
+    print("cited answers:", _cited(base), "->", _cited(aligned))
+    for b, a in zip(base["items"], aligned["items"], strict=True):
+        print(b["id"], b["references"], repr(b["prediction"]), "->", repr(a["prediction"]))
     assert result["items"] == 8
-    assert measures["characters"]["delta"] <= -MARGIN_CHARS, measures
+    assert measures["f1"]["delta"] >= -F1_TOLERANCE, measures
+    assert measures["rougeL"]["delta"] >= -F1_TOLERANCE, measures
+    assert measures["characters"]["delta"] <= MAX_LONGER, measures  # no collapse into repeated citations
     report = (run / "report.md").read_text(encoding="utf-8")
     heldout = [
         json.loads(line)["id"] for line in (run / "01-split" / "heldout.jsonl").read_text().splitlines()

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch.testing import assert_close
 
 from llmlab.errors import ConfigError
-from llmlab.rlhf.dpo import DPO_LOSSES, hinge_loss, ipo_loss, robust_loss, sigmoid_loss
+from llmlab.rlhf.dpo import DPO_LOSSES, hinge_loss, ipo_loss, robust_loss, sigmoid_loss, with_rpo
 
 B, T = 4, 9
 
@@ -34,8 +34,11 @@ def _case(seed: int = 0):
     return per_token, completion_mask, policy, ref, lengths
 
 
-def _trl_loss(loss_type: str, beta: float, label_smoothing: float = 0.0, seed: int = 0) -> torch.Tensor:
-    """trl's DPOTrainer._compute_loss on the case's log-probs (precomputed reference log-probs)."""
+def _trl_loss(
+    loss_type: str, beta: float, label_smoothing: float = 0.0, seed: int = 0, rpo_alpha: float = 0.0
+) -> torch.Tensor:
+    """trl's DPOTrainer._compute_loss on the case's log-probs (precomputed reference log-probs); with
+    `rpo_alpha`, trl's RPO: loss types [loss_type, "sft"] with weights [1, rpo_alpha]."""
     from trl import DPOTrainer
 
     per_token, completion_mask, _, ref, _ = _case(seed)
@@ -45,7 +48,8 @@ def _trl_loss(loss_type: str, beta: float, label_smoothing: float = 0.0, seed: i
         model=SimpleNamespace(training=True),
         accelerator=SimpleNamespace(device="cpu", gather_for_metrics=lambda x: x, gather=lambda x: x),
         aux_loss_enabled=False, ld_alpha=None, precompute_ref_logps=True, f_divergence_type="reverse_kl",
-        loss_types=[loss_type], loss_weights=[1.0], beta=beta, label_smoothing=label_smoothing,
+        loss_types=[loss_type, "sft"] if rpo_alpha else [loss_type],
+        loss_weights=[1.0, rpo_alpha] if rpo_alpha else [1.0], beta=beta, label_smoothing=label_smoothing,
         use_weighting=False, _metrics={"train": defaultdict(list)}, _total_train_tokens=0, _tp_size=1,
         args=SimpleNamespace(discopop_tau=0.05),
     )  # fmt: skip
@@ -76,6 +80,53 @@ def test_matches_trl_dpo_trainer(name: str, beta: float, label_smoothing: float)
     for seed in range(3):
         expected = _trl_loss(name, beta, label_smoothing, seed)
         assert_close(_ours(name, beta, label_smoothing, seed).loss, expected)
+
+
+@pytest.mark.parametrize(
+    ("name", "beta", "alpha"), [("sigmoid", 0.1, 1.0), ("sigmoid", 0.5, 0.3), ("ipo", 0.2, 2.0)]
+)
+def test_rpo_matches_trl_dpo_trainer(name: str, beta: float, alpha: float) -> None:
+    """RPO (older trl's rpo_alpha): the DPO loss plus alpha times the chosen tokens' mean NLL, as trl's "sft" term."""
+    for seed in range(3):
+        _, completion_mask, policy, _, _ = _case(seed)
+        # the chosen token counts as DPOObjective takes them: the shifted mask (the first token is never scored)
+        shifted = completion_mask[:, 1:].sum(dim=1).float()
+        ours = with_rpo(_ours(name, beta, seed=seed), policy[:B], shifted[:B], alpha)
+        assert_close(ours.loss, _trl_loss(name, beta, seed=seed, rpo_alpha=alpha))
+        assert not torch.equal(ours.loss, _ours(name, beta, seed=seed).loss)
+
+
+def test_rpo_hand_derived() -> None:
+    """Two pairs with log pi(y_c) = -2 (4 tokens) and -6 (2 tokens): NLL per token = 8 / 6 = 1.3333333;
+    every log-ratio 0, so sigmoid DPO is log 2 = 0.6931472 per pair; alpha 0.5: 0.6931472 + 0.6666667 = 1.3598139.
+    alpha 0 returns the DPO output itself; a negative alpha is refused."""
+    chosen = torch.tensor([-2.0, -6.0])
+    dpo = sigmoid_loss(chosen, chosen, chosen, chosen, beta=0.1)
+    out = with_rpo(dpo, chosen, torch.tensor([4.0, 2.0]), 0.5)
+    assert_close(out.loss, torch.tensor(1.3598139))
+    assert_close(out.losses, torch.tensor([1.3598139, 1.3598139]))
+    assert_close(out.margins, dpo.margins)
+    assert with_rpo(dpo, chosen, torch.tensor([4.0, 2.0]), 0.0) is dpo
+    with pytest.raises(ConfigError, match="--rpo-alpha must be >= 0, got -1"):
+        with_rpo(dpo, chosen, torch.tensor([4.0, 2.0]), -1.0)
+
+
+def test_rpo_gradient_raises_the_chosen_likelihood() -> None:
+    """The gradient on the chosen log-prob: DPO's alone, plus RPO's -alpha / |y_c| (a descent step raises the
+    chosen completion's log-prob more with RPO)."""
+    ref = torch.tensor([-5.0])
+    grads = {}
+    for alpha in (0.0, 1.0):
+        chosen = torch.tensor([-5.0], requires_grad=True)
+        rejected = torch.tensor([-5.0], requires_grad=True)
+        with_rpo(
+            sigmoid_loss(chosen, rejected, ref, ref, beta=0.1), chosen, torch.tensor([5.0]), alpha
+        ).loss.backward()
+        assert chosen.grad is not None
+        grads[alpha] = float(chosen.grad)
+    # d/d chosen: DPO -beta * sigma(0) = -0.05; RPO adds -alpha / 5 tokens = -0.2
+    assert grads[0.0] == pytest.approx(-0.05)
+    assert grads[1.0] == pytest.approx(-0.25)
 
 
 def test_cdpo_label_smoothing_matches_the_published_formula() -> None:

@@ -55,6 +55,26 @@ def test_dpo_raises_the_margin_and_the_preferred_behaviour(tiny_folder: Path, tm
     assert before <= 0.15 and after >= 0.4, (before, after)
 
 
+def test_rpo_keeps_the_chosen_completions_likely(tiny_folder: Path, tmp_path: Path) -> None:
+    """The same run with --rpo-alpha 1: the NLL term raises the chosen completions' held-out log-prob over the
+    reference's (implicit reward > 0) and above plain DPO's, while the preference is still learned."""
+    data = write_jsonl(tmp_path / "pairs.jsonl", pairs(48, seed=2, target="two"))
+    ends = {}
+    for alpha in (0.0, 1.0):
+        config = DPOConfig(
+            model=str(tiny_folder), pairs=str(data), out=str(tmp_path / f"dpo{alpha}"), lr=1e-2, epochs=2,
+            batch_size=8, beta=0.1, targets="all-linear", val_fraction=0.25, precision="fp32", memory_check=False,
+            rpo_alpha=alpha,
+        )  # fmt: skip
+        _, result = train_dpo(config)
+        assert result is not None and result.first_eval and result.last_eval
+        assert result.first_eval["val_chosen_reward"] == pytest.approx(0.0, abs=1e-5)
+        ends[alpha] = result.last_eval
+    assert ends[1.0]["val_chosen_reward"] > 0
+    assert ends[1.0]["val_chosen_reward"] > ends[0.0]["val_chosen_reward"] + 0.1, ends
+    assert ends[1.0]["val_logp_margin"] > 0
+
+
 def test_reference_is_the_base_with_adapters_disabled_and_resume_reuses_it(
     tiny_folder: Path, tmp_path: Path
 ) -> None:
