@@ -129,7 +129,7 @@ def ask_questions(
     engine = load_engine(model, "cpu", "fp32")
     records: list[dict[str, Any]] = []
     with Store.open(store, create=False) as opened:
-        answerer = Answerer(opened, engine, AnswerConfig(chunks=2, prompt="zero-shot"),
+        answerer = Answerer(opened, engine, AnswerConfig(chunks=2, prompt="zero-shot", answer_style="free"),
                             answer_generation(max_new_tokens=max_new_tokens))  # fmt: skip
         for split, q in splits:
             answer = answerer.answer(q.question)

@@ -97,11 +97,11 @@ class AnswerConfig:
     model's context window minus --max-new-tokens)."""
     min_support: float = 0.35
     """Cosine similarity below which an answer sentence is attributed to no source."""
-    answer_style: str = "free"
+    answer_style: str = "auto"
     """free (the model writes the answer), extractive (decoding may only copy a span of one context block,
     cited by construction; llmlab/rag/extractive.py), reader (a trained span reader quotes a span of a
-    retrieved chunk, no generator; llmlab/rag/reader.py), or auto (reader for models under 1B parameters,
-    free for larger ones)."""
+    retrieved chunk, no generator; llmlab/rag/reader.py), or auto (the default: reader for models under 1B
+    parameters, free for larger ones)."""
     span_choice: str = "greedy"
     """How an extractive answer's span is chosen: greedy (decoding under the span mask) or likelihood (the
     likeliest of candidate spans, end included; llmlab/rag/span_scoring.py)."""

@@ -19,6 +19,9 @@ from llmlab.cli import build_parser, main
 from llmlab.rag.answer import NOT_FOUND
 
 BREAD = "Bread bakes in the oven for 40 minutes [1]."
+FREE = ("--answer-style", "free")
+"""The scripted fake engine writes free answers; without this the packaged model's default (auto) is the span
+reader, which needs no generator."""
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:
@@ -112,7 +115,9 @@ def test_list_stores_and_documents(capsys, kb):
 
 def test_ask_streams_the_answer_then_sources(capsys, kb, monkeypatch, tiny_tok):
     engine = fake_engine(monkeypatch, tiny_tok, ["  " + BREAD.replace(" for", "\nfor") + "\n \n"])
-    code, out, _ = run(capsys, "rag", "ask", "How long does bread bake?", "--store", "kb", "--mode", "bm25")
+    code, out, _ = run(
+        capsys, "rag", "ask", *FREE, "How long does bread bake?", "--store", "kb", "--mode", "bm25"
+    )
     assert code == 0
     answer, sources = out.split("\n\n", 1)
     assert answer == BREAD.replace(" for", "\nfor")  # streamed as generated, without the outer whitespace
@@ -125,7 +130,7 @@ def test_ask_streams_the_answer_then_sources(capsys, kb, monkeypatch, tiny_tok):
 def test_ask_json_show_context_and_decoding_flags(capsys, kb, monkeypatch, tiny_tok):
     engine = fake_engine(monkeypatch, tiny_tok, [BREAD + " Also [5]."])
     code, out, _ = run(
-        capsys, "rag", "ask", "How long does bread bake?", "--store", "kb", "--json", "--chunks", "2",
+        capsys, "rag", "ask", *FREE, "How long does bread bake?", "--store", "kb", "--json", "--chunks", "2",
         "--prompt", "zero-shot", "--temperature", "0.3", "--no-greedy", "--seed", "4", "--max-new-tokens", "20",
     )  # fmt: skip
     data = json.loads(out)
@@ -137,7 +142,18 @@ def test_ask_json_show_context_and_decoding_flags(capsys, kb, monkeypatch, tiny_
     assert "<|im_start|>assistant\nAt 9 am [1].<|im_end|>" not in engine.prompts[0]  # zero-shot
     fake_engine(monkeypatch, tiny_tok, [BREAD])
     code, out, _ = run(
-        capsys, "rag", "ask", "bread?", "--store", "kb", "--show-context", "--chunks", "1", "--mode", "bm25"
+        capsys,
+        "rag",
+        "ask",
+        *FREE,
+        "bread?",
+        "--store",
+        "kb",
+        "--show-context",
+        "--chunks",
+        "1",
+        "--mode",
+        "bm25",
     )
     assert code == 0 and out.startswith("context [1] docs/bakery.md › Bakery  (score ")
     assert "# Bakery\n\nBread bakes in the oven for 40 minutes. Use strong flour for bread.\n" in out
@@ -145,12 +161,16 @@ def test_ask_json_show_context_and_decoding_flags(capsys, kb, monkeypatch, tiny_
 
 def test_ask_not_found_and_unsupported(capsys, kb, monkeypatch, tiny_tok):
     fake_engine(monkeypatch, tiny_tok, [NOT_FOUND, "Paris is the capital of France."])
-    code, out, err = run(capsys, "rag", "ask", "Capital of France?", "--store", "kb")
+    code, out, err = run(capsys, "rag", "ask", *FREE, "Capital of France?", "--store", "kb")
     assert code == 0 and out == NOT_FOUND + "\n" and "the model was not asked" not in err
-    code, out, err = run(capsys, "rag", "ask", "Capital of France?", "--store", "kb", "--min-relevance", "1")
+    code, out, err = run(
+        capsys, "rag", "ask", *FREE, "Capital of France?", "--store", "kb", "--min-relevance", "1"
+    )
     assert code == 0 and out == NOT_FOUND + "\n" and "under --min-relevance); the model was not asked" in err
     # A random encoder finds every sentence similar to everything; 0.99 demands a word-for-word passage.
-    code, out, _ = run(capsys, "rag", "ask", "Capital of France?", "--store", "kb", "--min-support", "0.99")
+    code, out, _ = run(
+        capsys, "rag", "ask", *FREE, "Capital of France?", "--store", "kb", "--min-support", "0.99"
+    )
     assert out.endswith("\n\nNo passage in the documents supports this answer; treat it with care.\n")
 
 
@@ -159,12 +179,14 @@ def test_a_sentence_no_passage_supports_is_said_so_not_given_a_source(capsys, kb
     fake_engine(
         monkeypatch, tiny_tok, [BREAD + " The oven runs at 220 degrees [1].", "It bakes at 220 degrees [1]."]
     )
-    code, out, _ = run(capsys, "rag", "ask", "How long does bread bake?", "--store", "kb", "--mode", "bm25")
+    code, out, _ = run(
+        capsys, "rag", "ask", *FREE, "How long does bread bake?", "--store", "kb", "--mode", "bm25"
+    )
     assert code == 0 and out.endswith(
         'Sources\n [1] docs/bakery.md › Bakery\n     "Bread bakes in the oven for 40 minutes."\n'
         'No passage supports:\n     "The oven runs at 220 degrees [1]."\n'
     ), out
-    code, out, _ = run(capsys, "rag", "ask", "How hot is the oven?", "--store", "kb", "--mode", "bm25")
+    code, out, _ = run(capsys, "rag", "ask", *FREE, "How hot is the oven?", "--store", "kb", "--mode", "bm25")
     assert out.endswith("\n\nNo passage in the documents supports this answer; treat it with care.\n")
     assert "Sources" not in out
 
@@ -175,8 +197,8 @@ def test_chunks_and_sampling_top_k_are_two_flags(capsys, kb, monkeypatch, tiny_t
     from llmlab.rag.answer import answer_generation
 
     for verb in (
-        ["rag", "ask", "How long does bread bake?", "--store", "kb"],
-        ["ask", "How long does bread bake?"],
+        ["rag", "ask", *FREE, "How long does bread bake?", "--store", "kb"],
+        ["ask", *FREE, "How long does bread bake?"],
     ):
         if verb[0] == "ask":
             monkeypatch.setenv("LLMLAB_DOCS", str(kb / "docs"))
@@ -188,7 +210,7 @@ def test_chunks_and_sampling_top_k_are_two_flags(capsys, kb, monkeypatch, tiny_t
         code, out, _ = run(capsys, *verb, "--json", "--chunks", "1")
         assert len(json.loads(out)["context"]) == 1 and engine.configs[1] == answer_generation()
         assert engine.configs[1].top_k == 0 and engine.configs[1].top_p == 0.9
-    code, _, err = run(capsys, "rag", "ask", "q?", "--store", "kb", "--chunks", "0")
+    code, _, err = run(capsys, "rag", "ask", *FREE, "q?", "--store", "kb", "--chunks", "0")
     assert code == 2 and "error: --chunks must be at least 1, got 0" in err
     code, out, _ = run(capsys, "rag", "search", "bread", "--store", "kb", "--chunks", "2", "--json")
     assert code == 0 and len(json.loads(out)) == 2
@@ -231,7 +253,7 @@ def test_chat_rewrites_follow_ups_and_resets(capsys, kb, monkeypatch, tiny_tok):
         ["How long does bread bake?", "And rye?", "/reset", "/help", "How do I board a train?", "/quit"]
     )
     monkeypatch.setattr(builtins, "input", lambda prompt="": next(lines))
-    code, out, err = run(capsys, "rag", "chat", "--store", "kb", "--mode", "bm25")
+    code, out, err = run(capsys, "rag", "chat", *FREE, "--store", "kb", "--mode", "bm25")
     assert code == 0 and engine.replies == []
     assert "searching (rewritten): How long does rye bread bake in the oven?" in err
     assert "conversation cleared" in err and "commands: /reset" in err
@@ -252,7 +274,7 @@ def test_chat_json_lines(capsys, kb, monkeypatch, tiny_tok):
             raise EOFError from None
 
     monkeypatch.setattr(builtins, "input", read)
-    code, out, _ = run(capsys, "rag", "chat", "--store", "kb", "--json")
+    code, out, _ = run(capsys, "rag", "chat", *FREE, "--store", "kb", "--json")
     first, second = _json_objects(out)
     assert code == 0 and first["query"] == "How long does bread bake?"
     assert second["query"] == "How long does bread bake? Why?"  # empty rewrite: the deterministic fallback
@@ -278,7 +300,7 @@ def test_llmlab_ask_builds_the_guide_store(capsys, kb, monkeypatch, tiny_tok, ti
     store.close()
     (kb / "docs" / "bakery.md").write_text("# Bakery\n\nBread bakes in the oven for 40 minutes.\n")
     fake_engine(monkeypatch, tiny_tok, [BREAD, BREAD])
-    code, out, err = run(capsys, "ask", "How long does bread bake?", "--chunks", "1")
+    code, out, err = run(capsys, "ask", *FREE, "How long does bread bake?", "--chunks", "1")
     assert code == 0 and out.startswith(BREAD + "\n\nSources\n [1] docs/bakery.md › Bakery\n")
     assert "guide store updated: 1 page(s) changed" in err
     # the demo answers extractively by default, which needs llmlab's engine; the scripted fake writes freely
@@ -329,7 +351,7 @@ def test_ask_with_a_tiny_checkpoint_folder(capsys, kb, tmp_path):
     tiny_llama(len(tok), max_position_embeddings=4096).save_pretrained(folder)
     tok.save_pretrained(folder)
     code, out, err = run(
-        capsys, "rag", "ask", "bread?", "--store", "kb", "--model", str(folder), "--precision", "fp32",
+        capsys, "rag", "ask", *FREE, "bread?", "--store", "kb", "--model", str(folder), "--precision", "fp32",
         "--device", "cpu", "--max-new-tokens", "4", "--chunks", "1", "--json",
     )  # fmt: skip
     data = json.loads(out)
@@ -416,3 +438,19 @@ def test_ask_extractive_quotes_the_cited_block(capsys, kb, monkeypatch, tiny_tok
         code == 2
         and "error: --answer-style must be one of free, extractive, reader, auto, got 'quote'" in err
     )
+
+
+def test_the_default_answer_style_is_the_span_reader_with_the_packaged_model(capsys, kb, monkeypatch):
+    """No --answer-style and no --model: auto is the span reader, and no generating model is loaded."""
+    from rag.test_reader import READER
+
+    def no_engine(args):
+        raise AssertionError("the reader needs no generator")
+
+    names: list[str] = []
+    monkeypatch.setattr("llmlab.cli.rag._load_engine", no_engine)
+    monkeypatch.setattr("llmlab.rag.reader.load_reader", lambda name: names.append(name) or READER)
+    code, out, err = run(capsys, "rag", "ask", "Where is the gold?", "--store", "kb", "--json")
+    data = json.loads(out)
+    assert code == 0 and names == ["auto"], err
+    assert data["not_found"] and data["answer"] == NOT_FOUND  # the rule reader finds no "gold" in the bakery
