@@ -22,7 +22,7 @@ Tests: tests/training/test_tasks.py, test_classify.py, test_seq2seq.py, test_ext
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -102,6 +102,54 @@ def _split(config: Any, items: list[Any], val_items: list[Any] | None) -> tuple[
     return train, val
 
 
+Examples = Callable[[str, Any, TaskSetup], tuple[list[Any], dict[str, Any], list[str]]]
+"""A task's reader of one data file: (examples, stats, problems)."""
+
+
+@dataclass
+class Split:
+    """A task's examples read from --data (and --val, or split off by --val-fraction), batched."""
+
+    items: list[Any]
+    train: list[Any]
+    val: list[Any]
+    batches: Batches
+    val_batches: Batches | None
+    stats: dict[str, Any]
+    problems: list[str]
+
+
+def _read_split(
+    examples: Examples, config: Any, setup: TaskSetup, collate: Callable[[Sequence[Any]], Any]
+) -> Split:
+    """--data read by `examples` (with --val's problems added), split into train and val, and batched."""
+    items, stats, problems = examples(config.data, config, setup)
+    val_items = None
+    if config.val:
+        val_items, _, val_problems = examples(config.val, config, setup)
+        problems = problems + val_problems
+    train, val = _split(config, items, val_items)
+    batches = Batches(train, config.batch_size, collate, seed=config.seed)
+    val_batches = Batches(val, config.batch_size, collate, shuffle=False) if val else None
+    return Split(items, train, val, batches, val_batches, stats, problems)
+
+
+def _encoder_only(config: Any, task: str, hint: str = "") -> tuple[Path, Any]:
+    """(folder, Hugging Face config) of --model, which --task `task` needs to be encoder-only."""
+    from transformers import AutoConfig
+
+    from llmlab.models.loading import model_folder, transformer_kind
+
+    folder, _, _ = model_folder(config.model)
+    hf_config = AutoConfig.from_pretrained(folder)
+    if transformer_kind(hf_config) != "encoder-only":
+        raise ConfigError(
+            f"--task {task} trains an encoder-only model (BERT, MiniLM); --model {config.model} is "
+            f"{transformer_kind(hf_config)}{hint}"
+        )
+    return folder, hf_config
+
+
 # ---- causal-lm: the decoder-only recipe of finetune.py --------------------------------------------------------
 
 
@@ -140,18 +188,11 @@ class ClassifyTask:
     name = "classify"
 
     def setup(self, config: Any, resume_from: Path | None = None) -> TaskSetup:
-        from transformers import AutoConfig, AutoTokenizer
+        from transformers import AutoTokenizer
 
-        from llmlab.models.loading import model_folder, transformer_kind
         from llmlab.training.classify import labels_in, parse_labels
 
-        folder, _, _ = model_folder(config.model)
-        hf_config = AutoConfig.from_pretrained(folder)
-        if transformer_kind(hf_config) != "encoder-only":
-            raise ConfigError(
-                f"--task classify trains an encoder-only model (BERT, MiniLM); --model {config.model} is "
-                f"{transformer_kind(hf_config)}"
-            )
+        folder, hf_config = _encoder_only(config, self.name)
         labels = (
             parse_labels(config.labels)
             if config.labels
@@ -186,19 +227,9 @@ class ClassifyTask:
     def data(self, config: Any, setup: TaskSetup) -> TaskData:
         from llmlab.training.classify import collate_labelled
 
-        items, stats, problems = self._examples(config.data, config, setup)
-        val_items = None
-        if config.val:
-            val_items, _, val_problems = self._examples(config.val, config, setup)
-            problems += val_problems
-        train, val = _split(config, items, val_items)
         pad = _pad_id(setup.tokenizer)
-        batches = Batches(train, config.batch_size, lambda xs: collate_labelled(xs, pad), seed=config.seed)
-        val_batches = (
-            Batches(val, config.batch_size, lambda xs: collate_labelled(xs, pad), shuffle=False)
-            if val
-            else None
-        )
+        split = _read_split(self._examples, config, setup, lambda xs: collate_labelled(xs, pad))
+        items, train, val, batches, stats = split.items, split.train, split.val, split.batches, split.stats
         counts = [sum(x.label == i for x in train) for i in range(len(setup.labels))]
         stats |= {
             "labels": ", ".join(f"{name} {n}" for name, n in zip(setup.labels, counts, strict=True)),
@@ -209,8 +240,8 @@ class ClassifyTask:
         for i, x in enumerate(items[:2], start=1):
             shown.append(f"example {i} ({x.source}): {len(x)} tokens, label {setup.labels[x.label]}")
             shown.append(setup.tokenizer.decode(x.input_ids))
-        preview = Preview([], stats, problems, shown=shown)
-        return TaskData(batches, val_batches, preview, max(len(x) for x in train))
+        preview = Preview([], stats, split.problems, shown=shown)
+        return TaskData(batches, split.val_batches, preview, max(len(x) for x in train))
 
     def build(self, config: Any, setup: TaskSetup) -> nn.Module:
         from transformers import AutoModelForSequenceClassification
@@ -297,19 +328,13 @@ class Seq2SeqTask:
     def data(self, config: Any, setup: TaskSetup) -> TaskData:
         from llmlab.training.seq2seq import collate_pairs
 
-        items, stats, problems = self._pairs(config.data, config, setup)
-        val_items = None
-        if config.val:
-            val_items, _, val_problems = self._pairs(config.val, config, setup)
-            problems += val_problems
-        train, val = _split(config, items, val_items)
         pad, start = _pad_id(setup.tokenizer), int(setup.hf_config.decoder_start_token_id)
 
         def collate(pairs: Sequence[Any]) -> Any:
             return collate_pairs(pairs, pad, start)
 
-        batches = Batches(train, config.batch_size, collate, seed=config.seed)
-        val_batches = Batches(val, config.batch_size, collate, shuffle=False) if val else None
+        split = _read_split(self._pairs, config, setup, collate)
+        items, train, val, batches, stats = split.items, split.train, split.val, split.batches, split.stats
         stats |= {
             "train examples": len(train), "val examples": len(val), "tokens": sum(len(p) for p in train),
             "target tokens": sum(len(p.target_ids) for p in train),
@@ -324,9 +349,9 @@ class Seq2SeqTask:
                 f"example {i} ({p.source}): {len(p.source_ids)} source tokens -> {len(p.target_ids)} target tokens (learned)"
             )
             shown += [f"source: {decode(p.source_ids)}", f"target: {decode(p.target_ids)}"]
-        preview = Preview([], stats, problems, shown=shown)
+        preview = Preview([], stats, split.problems, shown=shown)
         longest = max(max(len(p.source_ids), len(p.target_ids)) for p in train)
-        return TaskData(batches, val_batches, preview, longest)
+        return TaskData(batches, split.val_batches, preview, longest)
 
     def build(self, config: Any, setup: TaskSetup) -> nn.Module:
         import torch
@@ -352,17 +377,9 @@ class ExtractiveQATask:
     name = "extractive-qa"
 
     def setup(self, config: Any, resume_from: Path | None = None) -> TaskSetup:
-        from transformers import AutoConfig, AutoTokenizer
+        from transformers import AutoTokenizer
 
-        from llmlab.models.loading import model_folder, transformer_kind
-
-        folder, _, _ = model_folder(config.model)
-        hf_config = AutoConfig.from_pretrained(folder)
-        if transformer_kind(hf_config) != "encoder-only":
-            raise ConfigError(
-                f"--task extractive-qa trains an encoder-only model (BERT, MiniLM); --model {config.model} is "
-                f"{transformer_kind(hf_config)}; use --model minilm-l6"
-            )
+        folder, hf_config = _encoder_only(config, self.name, "; use --model minilm-l6")
         return TaskSetup(folder, AutoTokenizer.from_pretrained(folder), hf_config)
 
     def _windows(
@@ -382,19 +399,9 @@ class ExtractiveQATask:
     def data(self, config: Any, setup: TaskSetup) -> TaskData:
         from llmlab.training.extractive_qa import collate_windows
 
-        items, stats, problems = self._windows(config.data, config, setup)
-        val_items = None
-        if config.val:
-            val_items, _, val_problems = self._windows(config.val, config, setup)
-            problems += val_problems
-        train, val = _split(config, items, val_items)
         pad = _pad_id(setup.tokenizer)
-        batches = Batches(train, config.batch_size, lambda xs: collate_windows(xs, pad), seed=config.seed)
-        val_batches = (
-            Batches(val, config.batch_size, lambda xs: collate_windows(xs, pad), shuffle=False)
-            if val
-            else None
-        )
+        split = _read_split(self._windows, config, setup, lambda xs: collate_windows(xs, pad))
+        items, train, val, batches, stats = split.items, split.train, split.val, split.batches, split.stats
         stats |= {
             "train windows": len(train), "windows with no answer": sum(x.start == 0 for x in train),
             "val windows": len(val), "tokens": sum(len(x) for x in train),
@@ -407,8 +414,8 @@ class ExtractiveQATask:
                 f"example {i} ({x.source}): {len(x)} tokens, answer tokens {x.start}..{x.end}: {span}"
             )
             shown.append(setup.tokenizer.decode(x.input_ids))
-        preview = Preview([], stats, problems, shown=shown)
-        return TaskData(batches, val_batches, preview, max(len(x) for x in train))
+        preview = Preview([], stats, split.problems, shown=shown)
+        return TaskData(batches, split.val_batches, preview, max(len(x) for x in train))
 
     def build(self, config: Any, setup: TaskSetup) -> nn.Module:
         from transformers import AutoModelForQuestionAnswering

@@ -18,21 +18,13 @@ from llmlab.rag.types import Chunk, Hit
 
 
 def word_tokenizer():
-    from tokenizers import Tokenizer, models, pre_tokenizers, processors
-    from transformers import PreTrainedTokenizerFast
+    """BERT's pair template over one word, "gold"; every other word is [UNK]."""
+    from training.task_data import bert_tokenizer
 
-    vocab = {w: i for i, w in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "gold"])}
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    tok.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]",
-        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
-        special_tokens=[("[CLS]", 2), ("[SEP]", 3)],
-    )
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]", sep_token="[SEP]",
-        model_input_names=["input_ids", "token_type_ids", "attention_mask"],
-    )  # fmt: skip
+    return bert_tokenizer(["gold"])
+
+
+GOLD = 5  # "gold", after the five special tokens
 
 
 class GoldReader(nn.Module):
@@ -43,7 +35,7 @@ class GoldReader(nn.Module):
         self.dummy = nn.Parameter(torch.zeros(1))
 
     def forward(self, input_ids, token_type_ids, attention_mask):
-        gold = ((input_ids == 4) & (token_type_ids == 1)).float()  # (B, T)
+        gold = ((input_ids == GOLD) & (token_type_ids == 1)).float()  # (B, T)
         start = 5 * gold
         end = 5 * torch.nn.functional.pad(gold[:, :-1], (1, 0))
         start[:, 0] = end[:, 0] = 1.0

@@ -47,30 +47,35 @@ def write_jsonl(path: Path, records: list[dict[str, str]]) -> Path:
     return path
 
 
-def bert_tokenizer():
-    """A word-level BERT-style tokenizer ([CLS] text [SEP]) over the words above."""
+def bert_tokenizer(words: list[str] | None = None):
+    """A word-level BERT-style tokenizer over `words` (default: the words above) with BERT's templates:
+    [CLS] text [SEP], and for a pair [CLS] A [SEP] B [SEP] with segment ids 0 and 1."""
     from tokenizers import Tokenizer, models, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    vocab = {w: i for i, w in enumerate(specials + POSITIVE + NEGATIVE + NEUTRAL + LETTERS)}
+    words = POSITIVE + NEGATIVE + NEUTRAL + LETTERS if words is None else words
+    vocab = {w: i for i, w in enumerate(specials + words)}
     tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
     tok.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)]
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", 2), ("[SEP]", 3)],
     )
     return PreTrainedTokenizerFast(
         tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]", sep_token="[SEP]",
-        mask_token="[MASK]",
+        mask_token="[MASK]", model_input_names=["input_ids", "token_type_ids", "attention_mask"],
     )  # fmt: skip
 
 
-def save_tiny_bert(folder: Path, seed: int = 0) -> Path:
-    """A 2-layer BERT encoder (hidden 64; no classification head) and its tokenizer, as an HF folder."""
+def save_tiny_bert(folder: Path, seed: int = 0, tokenizer=None) -> Path:
+    """A 2-layer BERT encoder (hidden 64; no task head) and its tokenizer (default: bert_tokenizer()), as an
+    HF folder."""
     import torch
     from transformers import BertConfig, BertModel
 
-    tokenizer = bert_tokenizer()
+    tokenizer = tokenizer or bert_tokenizer()
     torch.manual_seed(seed)
     config = BertConfig(
         vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,

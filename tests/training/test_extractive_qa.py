@@ -10,7 +10,7 @@ import random
 
 import pytest
 import torch
-from task_data import write_jsonl
+from task_data import bert_tokenizer, save_tiny_bert, write_jsonl
 
 from llmlab.cli import main
 from llmlab.errors import DataError
@@ -24,26 +24,11 @@ from llmlab.training.extractive_qa import (
 )
 
 WORDS = [f"w{i}" for i in range(40)]
-SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
 
 def qa_tokenizer():
     """A word-level BERT tokenizer with BERT's pair template ([CLS] A [SEP] B [SEP], segment ids 0/1)."""
-    from tokenizers import Tokenizer, models, pre_tokenizers, processors
-    from transformers import PreTrainedTokenizerFast
-
-    vocab = {w: i for i, w in enumerate([*SPECIALS, "where", "gold", "is", "the", *WORDS])}
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    tok.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]",
-        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
-        special_tokens=[("[CLS]", 2), ("[SEP]", 3)],
-    )
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]", sep_token="[SEP]",
-        mask_token="[MASK]", model_input_names=["input_ids", "token_type_ids", "attention_mask"],
-    )  # fmt: skip
+    return bert_tokenizer(["where", "gold", "is", "the", *WORDS])
 
 
 def span_records(n: int, seed: int) -> list[dict]:
@@ -67,17 +52,7 @@ def span_records(n: int, seed: int) -> list[dict]:
 
 
 def save_tiny_bert_qa(folder):
-    from transformers import BertConfig, BertModel
-
-    tokenizer = qa_tokenizer()
-    torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=4, max_position_embeddings=64, pad_token_id=0,
-    )  # fmt: skip
-    BertModel(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
+    return save_tiny_bert(folder, tokenizer=qa_tokenizer())
 
 
 def tiny_qa_model(seed: int = 0):
