@@ -46,7 +46,7 @@ reader: venv
 	$(PY) bench/data/reader/build.py --split $(READER_RUN)-data
 	$(VENV)/bin/llmlab finetune lora --model minilm-l6 --task extractive-qa \
 		--data $(READER_RUN)-data/train.jsonl --val $(READER_RUN)-data/heldout.jsonl --rank 16 --alpha 32 \
-		--targets all-linear --seq-len 256 --batch-size 16 --max-steps 340 --lr 1e-3 --eval-every 170 \
+		--targets all-linear --seq-len 256 --batch-size 16 --epochs 1 --lr 1e-3 --eval-every 216 \
 		--seed 0 --out $(READER_RUN)
 	$(PY) bench/reader_margin.py --reader $(READER_RUN) --heldout $(READER_RUN)-data/heldout.jsonl --write
 	mkdir -p $(READER_DIR)
