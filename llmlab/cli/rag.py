@@ -186,7 +186,8 @@ def _load_engine(args: argparse.Namespace) -> Any:
 
 def make_answerer(args: argparse.Namespace, store: Store) -> Answerer:
     from llmlab.generation.config import GenerationConfig
-    from llmlab.rag.answer import ANSWER_DEFAULTS, AnswerConfig, Answerer, needs_no_generator
+    from llmlab.rag.answer import ANSWER_DEFAULTS, AnswerConfig, Answerer
+    from llmlab.rag.reader import needs_no_generator
 
     config = build_config(AnswerConfig, args)
     generation = build_config(GenerationConfig, args, defaults=ANSWER_DEFAULTS)

@@ -54,11 +54,10 @@ ANSWER_STYLES = (*STYLES, "reader", "auto")
 SPAN_CHOICES = ("greedy", "likelihood")
 RELEVANCE_GATES = ("auto", "off")
 AUTO_SMALL_MODEL_PARAMETERS = 1_000_000_000
-"""--answer-style auto quotes the trained span reader's answer (reader) with models under this many
-parameters, and with no generator at all, else writes freely: the packaged 135M model's free answers
-restate the question with wrong facts (issue 14), and on the guide's QA set (bench/rag_answers.py) the
-reader is right more often (overall correct 0.345; 0.397 for the packaged one-epoch reader) than the model's own extractive spans (0.224, with the
-adapter) or free answers (0.310 with the adapter, 0.172 without)."""
+"""--answer-style auto is the span reader (reader) with models under this many parameters or no generator,
+else free: the 135M model's free answers restate the question with wrong facts (issue 14); on the guide's QA
+set (bench/rag_answers.py) the reader is right more often (overall correct 0.397) than its extractive spans
+(0.224 with the adapter) or free answers (0.310 with the adapter, 0.172 without)."""
 
 ANSWER_DEFAULTS: dict[str, Any] = {"max_new_tokens": 64, "greedy": True, "stop": ["\n\n", "</document"]}
 """Decoding settings for answers unless the caller overrides them: greedy, short, one paragraph, and never
@@ -330,7 +329,11 @@ class Answerer:
             on_topic is not None and on_topic < GATE_THRESHOLD
         )
         if style == "reader":
-            return self._read(question, query, hits, gated, relevance, on_topic, ask_as)
+            from llmlab.rag.reader import quoted_answer
+
+            texts = [h.chunk.text for h in hits]
+            span = None if gated or not hits else self.reader.answer_span(ask_as or question, texts)
+            return quoted_answer(question, query, hits, span, relevance, on_topic, gated)
         prompt = build_prompt(
             ask_as or question, hits, self.engine.tokenizer, self.budget, self.prompt_style, style
         )
@@ -420,32 +423,6 @@ class Answerer:
 
         return AnswerStream(prompt, pieces, finish, query)
 
-    def _read(
-        self,
-        question: str,
-        query: str,
-        hits: Sequence[Hit],
-        gated: bool,
-        relevance: float | None,
-        on_topic: float | None,
-        ask_as: str | None,
-    ) -> AnswerStream:
-        """The span reader's quote (reader.py) as one piece, cited to its chunk; NOT_FOUND below the margin."""
-        from llmlab.rag.reader import cite_span
-
-        prompt = GroundedPrompt("", 0, list(hits), [])
-        span = (
-            None if gated or not hits else self.reader.read(ask_as or question, [h.chunk.text for h in hits])
-        )
-        found = span if span is not None and self.reader.answers(span) else None
-
-        def finish(text: str) -> Answer:
-            answer = Answer(question, text, [], prompt.hits, query or question, not_found=found is None)
-            answer.relevance, answer.on_topic, answer.gated = relevance, on_topic, gated
-            return cite_span(answer, found) if found is not None else answer
-
-        return AnswerStream(prompt, iter([found.text.strip() if found else NOT_FOUND]), finish, query)
-
     def _scored_span(
         self, prompt: GroundedPrompt, constraint: SpanConstraint, chosen: list[int]
     ) -> Iterator[str]:
@@ -460,13 +437,6 @@ class Answerer:
 
 def _no_embed(texts: Sequence[str]) -> Any:
     raise AssertionError("nothing to attribute without context blocks")
-
-
-def needs_no_generator(style: str, model: str | None) -> bool:
-    """--answer-style reader, or auto with the packaged (small) chat model: the span reader answers alone."""
-    from llmlab.models.registry import DEFAULT_CHAT_MODEL
-
-    return style == "reader" or (style == "auto" and model in (None, DEFAULT_CHAT_MODEL))
 
 
 def load_engine(
@@ -501,6 +471,7 @@ def ask_stream(
     """
     from llmlab.models.registry import DEFAULT_CHAT_MODEL
     from llmlab.rag.adapter import answer_adapter
+    from llmlab.rag.reader import needs_no_generator
     from llmlab.rag.store import Store
 
     if engine is None and not needs_no_generator((config or AnswerConfig()).answer_style, model):

@@ -22,11 +22,16 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from llmlab.errors import ConfigError
+from llmlab.prompting.grounded import NOT_FOUND
 from llmlab.rag.result import Answer
+from llmlab.rag.types import Hit
 from llmlab.training.extractive_qa import read_spans
+
+if TYPE_CHECKING:
+    from llmlab.rag.answer import AnswerStream
 
 READER_DIR = Path(__file__).parent / "adapters" / "reader-minilm-l6"
 """The packaged reader: a LoRA adapter (with the span head `qa_outputs`) for minilm-l6, and reader.json."""
@@ -70,6 +75,41 @@ class Reader:
 
     def answers(self, span: ReadSpan | None) -> bool:
         return span is not None and span.margin > self.margin and bool(span.text.strip())
+
+    def answer_span(self, question: str, texts: Sequence[str]) -> ReadSpan | None:
+        """The best span over `texts` when it beats no-answer by the margin, else None."""
+        span = self.read(question, texts)
+        return span if self.answers(span) else None
+
+
+def quoted_answer(
+    question: str,
+    query: str,
+    hits: Sequence[Hit],
+    span: ReadSpan | None,
+    relevance: float | None,
+    on_topic: float | None,
+    gated: bool,
+) -> AnswerStream:
+    """--answer-style reader's answer stream: the span's quote as one piece, cited to its chunk, or NOT_FOUND
+    when there is no span (gated, nothing retrieved, or below the margin)."""
+    from llmlab.rag.answer import AnswerStream, GroundedPrompt
+
+    prompt = GroundedPrompt("", 0, list(hits), [])
+
+    def finish(text: str) -> Answer:
+        answer = Answer(question, text, [], prompt.hits, query or question, not_found=span is None)
+        answer.relevance, answer.on_topic, answer.gated = relevance, on_topic, gated
+        return cite_span(answer, span) if span is not None else answer
+
+    return AnswerStream(prompt, iter([span.text.strip() if span else NOT_FOUND]), finish, query)
+
+
+def needs_no_generator(style: str, model: str | None) -> bool:
+    """--answer-style reader, or auto with the packaged (small) chat model: the span reader answers alone."""
+    from llmlab.models.registry import DEFAULT_CHAT_MODEL
+
+    return style == "reader" or (style == "auto" and model in (None, DEFAULT_CHAT_MODEL))
 
 
 def cite_span(answer: Answer, span: ReadSpan) -> Answer:
