@@ -3,6 +3,7 @@
     request (tools, tool_choice auto | required | a named function, parallel_tool_calls, n, seed, ...)
       -> for each choice: ToolCaller.reply on the engine thread, with that choice's sampling settings
       -> {"content", "tool_calls"} and finish_reason "tool_calls" when it called, else its text and "stop"
+         (or "length" when the text used the whole max_tokens)
 
 The caller scores tools and candidate values and decodes each call under the grammar with several engine
 passes, so it cannot run inside the running batch: each choice runs whole between two decode steps (other
@@ -59,12 +60,8 @@ async def caller_chat(
                 "content": r.content or None,
                 "tool_calls": openai_calls(r.calls, f"{rid}{i}"),
             }
-        choices.append({"index": i, "message": message, "finish_reason": _finish(r), "logprobs": None})
+        choices.append({"index": i, "message": message, "finish_reason": r.finish, "logprobs": None})
     return Response.json({**head, "object": "chat.completion", "choices": choices, "usage": usage})
-
-
-def _finish(reply: ToolReply) -> str:
-    return "tool_calls" if reply.calls else "stop"
 
 
 async def _stream(
@@ -80,7 +77,7 @@ async def _stream(
         if r.content:
             yield piece(i, {"content": r.content})
         calls = [{"index": k, **call} for k, call in enumerate(openai_calls(r.calls, f"{rid}{i}"))]
-        yield piece(i, {"tool_calls": calls} if calls else {}, _finish(r))
+        yield piece(i, {"tool_calls": calls} if calls else {}, r.finish)
     if usage is not None:
         yield sse({**chunk, "choices": [], "usage": usage})
     yield DONE

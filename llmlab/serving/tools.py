@@ -6,7 +6,9 @@ Two implementations, chosen once per server (`tool_calling()`):
         the same path as `llmlab agent run`: the tools listed compactly with worked examples, the tool
         chosen by channel scores, argument values copied from the conversation (copy_arguments: on for
         models under a billion parameters), optional parameters as stated, the call decoded under the JSON
-        schema automaton. It runs on the engine thread (tool_chat.py), so the reply comes whole.
+        schema automaton; under tool_choice auto, whether to call is decided by channel scores too, until
+        tool results come back (AgentsToolCalling.reply). It runs on the engine thread (tool_chat.py), so
+        the reply comes whole.
     agents-grammar (a server with a prompt-tuning adapter, whose virtual tokens only the batch adds): the
         automaton of llmlab.agents as the allowed_tokens hook in the batch, its tolerant parser after.
     builtin (fallback): the server's own small grammar (tool_grammar.py) as the engine's allowed_tokens
@@ -66,6 +68,8 @@ class ToolReply:
     calls: list[dict[str, Any]]
     prompt_tokens: int
     completion_tokens: int
+    finish: str
+    """OpenAI's finish_reason: tool_calls, length (the text used the whole budget) or stop."""
 
 
 def logits_width(engine: Any) -> int:
@@ -130,13 +134,25 @@ class AgentsToolCalling:
         generation: GenerationConfig,
     ) -> ToolReply:
         """One reply to `messages` under OpenAI's `tool_choice` ("auto", "required" or a named function;
-        "none" never comes here); `generation` decodes it (its max_new_tokens bounds the text and each call)."""
+        "none" never comes here); `generation` decodes it (its max_new_tokens bounds the text and each call).
+
+        Under "auto", a request gets a call when some tool explains it better than answering without a tool
+        does (abstain="channel": a small model never starts a call by itself), and a reply after tool
+        results is the model's own (abstain="model": text, unless it starts another call), so the
+        call-result-answer loop of a client ends with an answer."""
         caller = importlib.import_module("llmlab.agents.caller")
         budget = generation.max_new_tokens
-        config = caller.CallerConfig(parallel=parallel, max_text_tokens=budget, max_call_tokens=budget)
+        answering = bool(messages) and messages[-1].get("role") == "tool"  # the results are in: answer
+        config = caller.CallerConfig(
+            parallel=parallel,
+            max_text_tokens=budget,
+            max_call_tokens=budget,
+            abstain="model" if answering else "channel",
+        )
         reply = caller.ToolCaller(engine, list(tools), config, generation).reply(messages, tool_choice)
         calls = [{"name": c.name, "arguments": c.arguments} for c in reply.calls if c.error is None]
-        return ToolReply(reply.content, calls, reply.prompt_tokens, reply.completion_tokens)
+        finish = "tool_calls" if calls else "length" if reply.completion_tokens >= budget else "stop"
+        return ToolReply(reply.content, calls, reply.prompt_tokens, reply.completion_tokens, finish)
 
 
 ToolCalling = GrammarToolCalling | AgentsToolCalling
