@@ -39,7 +39,8 @@ adapter: venv
 
 # The span reader of `--answer-style reader` (llmlab/rag/reader.py): LoRA (rank 16, all linear layers) and
 # the span head on minilm-l6, trained from the committed records (bench/data/reader/), then the no-answer
-# margin chosen on the held-out training documents; about 30 minutes on 2 busy cores.
+# margin, then how its spans are used (rank bonus, fitted refusal: bench/reader_decision.py), chosen on the
+# held-out training documents; about 40 minutes on 2 busy cores.
 READER_RUN ?= runs/reader
 READER_DIR := llmlab/rag/adapters/reader-minilm-l6
 reader: venv
@@ -49,6 +50,7 @@ reader: venv
 		--targets all-linear --seq-len 256 --batch-size 16 --epochs 1 --lr 1e-3 --eval-every 216 \
 		--seed 0 --out $(READER_RUN)
 	$(PY) bench/reader_margin.py --reader $(READER_RUN) --heldout $(READER_RUN)-data/heldout.jsonl --write
+	$(PY) bench/reader_decision.py --reader $(READER_RUN) --heldout $(READER_RUN)-data/heldout.jsonl --write
 	mkdir -p $(READER_DIR)
 	cp $(READER_RUN)/adapter_config.json $(READER_RUN)/adapter_model.safetensors \
 		$(READER_RUN)/llmlab_adapter.json $(READER_RUN)/reader.json $(READER_DIR)/

@@ -14,6 +14,7 @@ Usage: python bench/reader_margin.py --reader runs/reader --heldout DIR/heldout.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import random
 import sys
@@ -66,7 +67,9 @@ def main() -> None:
     for r in (json.loads(x) for x in args.heldout.read_text(encoding="utf-8").splitlines() if x.strip()):
         if r["context"] not in by_group.setdefault(r["group"], []):
             by_group[r["group"]].append(r["context"])
-    reader = load_reader(args.reader)
+    # the paragraphs are shuffled, not retrieved: read with the margin alone, without reader.json's rank bonus
+    # and fitted refusal (bench/reader_decision.py fits those over a store, after this margin)
+    reader = dataclasses.replace(load_reader(args.reader), decision=None)
     start = time.perf_counter()
     read = []
     for r in records:

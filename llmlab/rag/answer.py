@@ -7,8 +7,8 @@
 With --answer-style extractive (AnswerConfig.answer_style; free is the default) the generation step may only
 copy a span of one block (extractive.py, through the engine's allowed_tokens hook), and the Answer cites that
 block by construction instead of attributing sentences afterwards. With --answer-style reader no generator
-runs: a trained span reader (reader.py) picks the span over the retrieved chunks, or replies NOT_FOUND when
-no span beats its no-answer score by the reader's margin.
+runs: a trained span reader (reader.py) picks the span over the retrieved chunks (favouring better-ranked
+ones), or replies NOT_FOUND when its fitted refusal (reader.json) finds the question unanswered there.
 
 The prompt itself (rules, worked examples, fences) is llmlab/prompting/grounded.py; fitting it into the token
 budget is llmlab/prompting/budget.py. An optional relevance gate (`min_relevance`, off by default) replies
@@ -56,8 +56,8 @@ RELEVANCE_GATES = ("auto", "off")
 AUTO_SMALL_MODEL_PARAMETERS = 1_000_000_000
 """--answer-style auto is the span reader (reader) with models under this many parameters or no generator,
 else free: the 135M model's free answers restate the question with wrong facts (issue 14); on the guide's QA
-set (bench/rag_answers.py) the reader is right more often (overall correct 0.397) than its extractive spans
-(0.224 with the adapter) or free answers (0.310 with the adapter, 0.172 without)."""
+set (bench/rag_answers.py) the reader is right more often (overall correct 0.397; 0.328 with its fitted rank
+bonus and refusal) than extractive spans (0.224 with the adapter) or free answers (0.310 adapter, 0.172 not)."""
 
 ANSWER_DEFAULTS: dict[str, Any] = {"max_new_tokens": 64, "greedy": True, "stop": ["\n\n", "</document"]}
 """Decoding settings for answers unless the caller overrides them: greedy, short, one paragraph, and never

@@ -454,3 +454,29 @@ def test_the_default_answer_style_is_the_span_reader_with_the_packaged_model(cap
     data = json.loads(out)
     assert code == 0 and names == ["auto"], err
     assert data["not_found"] and data["answer"] == NOT_FOUND  # the rule reader finds no "gold" in the bakery
+
+
+def test_rag_chat_with_the_default_span_reader(capsys, kb, monkeypatch):
+    """rag chat with the default style: no generator is loaded, so a follow-up is searched as the previous
+    question followed by it (no model to rewrite with), and each turn is the reader's answer."""
+    from rag.test_reader import READER
+
+    def no_engine(args):
+        raise AssertionError("the reader needs no generator")
+
+    monkeypatch.setattr("llmlab.cli.rag._load_engine", no_engine)
+    monkeypatch.setattr("llmlab.rag.reader.load_reader", lambda name: READER)
+    lines = iter(["Where is the gold?", "And the bread?"])
+
+    def read(prompt=""):
+        try:
+            return next(lines)
+        except StopIteration:
+            raise EOFError from None
+
+    monkeypatch.setattr(builtins, "input", read)
+    code, out, err = run(capsys, "rag", "chat", "--store", "kb", "--json")
+    first, second = _json_objects(out)
+    assert code == 0, err
+    assert first["query"] == "Where is the gold?" and first["answer"] == NOT_FOUND
+    assert second["query"] == "Where is the gold? And the bread?" and second["not_found"]

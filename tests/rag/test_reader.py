@@ -4,6 +4,7 @@ needed, and bad settings fail with what to do."""
 
 from __future__ import annotations
 
+import math
 from types import SimpleNamespace
 
 import pytest
@@ -100,3 +101,34 @@ def test_bad_reader_settings(tmp_path):
         load_reader(str(tmp_path / "missing"))
     with pytest.raises(ConfigError, match=r"holds neither adapter_config\.json nor config\.json"):
         load_reader(str(tmp_path))
+
+
+def test_decision_ranks_chunks_and_refuses_by_its_fitted_model():
+    """With fixed numbers: a rank bonus lets a slightly weaker span in the better-retrieved chunk win, and
+    the fitted refusal turns down a when-question whose span holds no number or date."""
+    from llmlab.rag.reader import Decision, decide, span_features
+    from llmlab.training.extractive_qa import SpanChoice
+
+    question = "When did the dam open?"
+    texts = ["in 1954 the dam opened", "the dam opened in spring"]
+    spans = [SpanChoice(6.0, 3, 7, 1.0), SpanChoice(6.5, 18, 24, 2.0)]  # (score, start, end, null score)
+    plain = decide(question, texts, spans, Decision(margin=0.0))
+    assert plain is not None and (plain.chunk, plain.text) == (1, "spring")
+    assert (plain.margin, plain.chunk_margin, plain.probability) == (5.5, 4.5, None)  # 6.5 - min null 1.0
+    assert Decision(margin=5.0).answers(plain) and not Decision(margin=6.0).answers(plain)
+    assert span_features(question, plain) == {
+        "margin": 5.5, "chunk_margin": 4.5, "score": 6.5, "words": 1.0, "number_missing": 1.0, "rank": 1.0
+    }  # fmt: skip
+    ranked = Decision(rank_bonus=(0.0, -1.0))
+    got = decide(question, texts, spans, ranked)
+    assert got is not None and (got.chunk, got.text, got.margin) == (0, "1954", 5.0)
+    weights = {"margin": 0.5, "number_missing": -4.0, "intercept": -1.0}
+    fitted = decide(question, texts, spans, Decision(rank_bonus=(0.0, -1.0), weights=weights))
+    assert fitted is not None and fitted.text == "1954"
+    assert fitted.probability == pytest.approx(1 / (1 + math.exp(-1.5)))  # -1 + 0.5 * 5.0
+    assert Decision(weights=weights).answers(fitted)
+    unranked = decide(question, texts, spans, Decision(weights=weights))
+    assert unranked is not None and unranked.text == "spring"
+    assert unranked.probability == pytest.approx(1 / (1 + math.exp(2.25)))  # -1 + 0.5 * 5.5 - 4
+    assert not Decision(weights=weights).answers(unranked)
+    assert decide(question, texts, [None, None], ranked) is None
