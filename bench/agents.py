@@ -19,6 +19,10 @@
   need several calls, for the greedy probe (does the model start another `<tool_call>`?) and the scored rule
   (next_call="score": another call of the same tool when the request holds an unused value for
   it that the model scores about as likely as the last one).
+- answers: the agent (llmlab agent run's defaults) on the 28 train tasks (answers-dev: the 26 dev tasks): of
+  the runs whose last step returned a result with values to quote (llmlab/agents/grounding.py), how often the
+  final answer holds them verbatim, for each answer_style (free: the model's text; template; splice); the
+  styles only rewrite the model's text, so one run scores all three.
 - speed: milliseconds the token masks cost per decoding step on SmolLM2's 49,152-token vocabulary, the
   first time each automaton state is seen (cold) and after (warm), beside the time of a decoding step itself.
 - bfcl: a 20-per-category subset of the Berkeley Function Calling Leaderboard v4 (simple_python, multiple,
@@ -164,6 +168,53 @@ def run_parallel(engine: Any, only: list[str] | None = None) -> dict[str, Any]:
     return out
 
 
+def run_answers(engine: Any, dev: bool = False) -> dict[str, Any]:
+    """How often the reply after the last tool result holds that result's values, per answer style, on
+    three paths: the agent's plan policy (the default), its react policy, and the server's reply after a
+    `tool` message (the plan's first call and its result, answered as AgentsToolCalling does)."""
+    from llmlab.agents import Agent, AgentConfig
+    from llmlab.agents.caller import CallerConfig, ToolCaller
+    from llmlab.agents.grounding import ground, holds_results, values
+
+    tasks, label = load_tasks(DEV if dev else TASKS), "answers-dev" if dev else "answers"
+    tools, free = task_tools(), CallerConfig(answer_style="free")
+    agents = {p: Agent(engine, tools, AgentConfig(policy=p, caller=free)) for p in ("plan", "react")}
+    server = ToolCaller(engine, tools, CallerConfig(answer_style="free", max_text_tokens=64, abstain="model"))
+    styles, started = ("free", "template", "splice"), time.perf_counter()
+    held = {p: dict.fromkeys(styles, 0) for p in ("plan", "react", "server")}
+    n = dict.fromkeys(held, 0)
+    for task in tasks:
+        replies: dict[str, tuple[str, list[str]]] = {}
+        for policy, agent in agents.items():
+            result = agent.run(task["request"])
+            last = [s for s in result.steps if result.steps and s.index == result.steps[-1].index]
+            replies[policy] = (result.answer, [s.observation for s in last if s.ok])
+            if policy == "plan" and result.steps and result.steps[0].ok:
+                step = result.steps[0]
+                messages = [
+                    {"role": "user", "content": task["request"]},
+                    {"role": "assistant", "content": None, "tool_calls": [step.call.openai()]},
+                    {"role": "tool", "tool_call_id": step.call.id, "content": step.observation},
+                ]
+                reply = server.reply(messages, "auto")
+                replies["server"] = (reply.content if not reply.calls else "", [step.observation])
+        for path, (answer, results) in replies.items():
+            if not any(values(r) for r in results):
+                continue
+            n[path] += 1
+            for style in styles:
+                held[path][style] += holds_results(ground(answer, results, style, [task["request"]]), results)
+            print(f"{label} {path}: {task['request']!r} -> {results!r}\n  free: {answer!r}\n  splice: "
+                  f"{ground(answer, results, 'splice', [task['request']])!r}", flush=True)  # fmt: skip
+    out: dict[str, Any] = {"tasks": len(tasks)}
+    for path in held:
+        out[path] = {"n": n[path], **{s: held[path][s] / max(n[path], 1) for s in styles}}
+        print(f"{label:8s} {path:6s} {n[path]}/{len(tasks)} tasks end with a result to quote; the answer holds it: "
+              + "  ".join(f"{s} {held[path][s]}/{n[path]}" for s in styles), flush=True)  # fmt: skip
+    print(f"{label:8s} {(time.perf_counter() - started) / len(tasks):.1f} s/task", flush=True)
+    return out
+
+
 def run_speed(engine: Any) -> dict[str, float]:
     """ms per step of the masks, cold and warm, beside the decoding step itself (same calls, same run)."""
     import llmlab.agents.json_constraint as jc
@@ -285,6 +336,10 @@ def main() -> None:
         results["project"] = run_project(engine, only)
     if "dev" in parts:
         results["dev"] = run_project(engine, only, dev=True)
+    if "answers" in parts:
+        results["answers"] = run_answers(engine)
+    if "answers-dev" in parts:
+        results["answers-dev"] = run_answers(engine, dev=True)
     if "parallel" in parts:
         results["parallel"] = run_parallel(engine, only)
     if "bfcl" in parts:

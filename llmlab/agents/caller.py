@@ -38,6 +38,7 @@ from llmlab.agents.arguments import (
     spans,
     stated_schema,
 )
+from llmlab.agents.grounding import ANSWER_STYLES, AUTO_STYLE, answer_for
 from llmlab.agents.json_constraint import FORMATS, resolve_tool_choice, tool_call_constraint
 from llmlab.agents.parsing import ToolCall, parse_tool_calls
 from llmlab.agents.prompt import LISTINGS, render
@@ -103,6 +104,10 @@ class CallerConfig:
     for its first parameter that no call used yet and that the model scores about as likely as the value
     the last call wrote; see ToolCaller._another_scored). score makes the project's parallel tasks right
     twice as often but adds calls to 4 of the 28 single-call tasks, so it is not the default."""
+    answer_style: str = "auto"
+    """A text reply after tool results (grounding.py): free (the model's text), template (the results
+    themselves when the text does not hold their values), splice (the text cut before its first invented
+    number, then the values); auto: template for models under COPY_BELOW parameters, free for larger ones."""
 
     def __post_init__(self) -> None:
         if self.selection not in SELECTIONS:
@@ -122,6 +127,10 @@ class CallerConfig:
             )
         if self.next_call not in NEXT_CALLS:
             raise ConfigError(f"--next-call must be one of {', '.join(NEXT_CALLS)}, got {self.next_call!r}")
+        if self.answer_style not in ANSWER_STYLES:
+            raise ConfigError(
+                f"--answer-style must be one of {', '.join(ANSWER_STYLES)}, got {self.answer_style!r}"
+            )
         if self.abstain not in ABSTAIN:
             raise ConfigError(f"--abstain must be one of {', '.join(ABSTAIN)}, got {self.abstain!r}")
         if self.copy_arguments not in (None, True, False):
@@ -145,6 +154,8 @@ class Reply:
     seconds: float = 0.0
     scores: dict[str, float] = field(default_factory=dict)
     """The selection scores of the first call's tools (log-probabilities), when scored."""
+    free: str | None = None
+    """The model's own text when a grounded answer replaced it (CallerConfig.answer_style)."""
 
 
 class ToolCaller:
@@ -162,7 +173,10 @@ class ToolCaller:
         self.generation = generation or GenerationConfig(greedy=True)
         self.fmt = FORMATS[self.config.call_format]
         copy = self.config.copy_arguments
-        self.copy = copy if copy is not None else _parameter_count(engine) < COPY_BELOW
+        style = self.config.answer_style
+        small = (copy is None or style == "auto") and _parameter_count(engine) < COPY_BELOW
+        self.copy = copy if copy is not None else small
+        self.answer_style = style if style != "auto" else AUTO_STYLE if small else "free"
 
     def prompt(self, messages: Sequence[Mapping[str, Any]]) -> str:
         c = self.config
@@ -176,9 +190,12 @@ class ToolCaller:
         tool_choice: str | Mapping[str, Any] = "auto",
         request: str | None = None,
         thought: str = "",
+        results: Sequence[str] | None = None,
     ) -> Reply:
         """One assistant turn. `request` is what the channel score explains (default: the last user message);
-        `thought` is text the reply starts with, written for the model (a plan's step), before its call."""
+        `thought` is text the reply starts with, written for the model (a plan's step), before its call;
+        `results`: the tool results a text reply answers (default: the trailing `tool` messages), whose
+        values it must hold (answer_style)."""
         started = time.perf_counter()
         allowed, mode = resolve_tool_choice(self.tools, tool_choice)
         prompt = self.prompt(messages) + (thought + "\n" if thought else "")
@@ -193,6 +210,11 @@ class ToolCaller:
             reply = self._free(prompt, allowed)
         else:
             reply = self._constrained(prompt, allowed, mode, request or _last_user(messages))
+        answer = (
+            reply.content if reply.calls else answer_for(reply.content, messages, results, self.answer_style)
+        )
+        if answer != reply.content:  # a text reply after tool results that does not hold their values
+            reply.free, reply.text, reply.content = reply.content, answer, answer
         if thought:
             reply.text, reply.content = thought + "\n" + reply.text, (thought + "\n" + reply.content).strip()
         reply.prompt_tokens, reply.completion_tokens = self._usage

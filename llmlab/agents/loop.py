@@ -196,10 +196,9 @@ class _Run:
                 break
             reply = self._reply("auto", left)
             if not reply.calls:
-                return self._finish(reply.content, "answer")
+                return self._finish(reply, "answer")
             self._act(index, reply)
-        answer = self._reply("none", max(config.max_tokens - self.tokens, 1), final=True).content
-        return self._finish(answer, stop)
+        return self._finish(self._reply("none", max(config.max_tokens - self.tokens, 1), final=True), stop)
 
     def _planned(self) -> AgentResult:
         config = self.agent.config
@@ -219,8 +218,7 @@ class _Run:
                 break
             choice = {"type": "function", "function": {"name": step.tool}}
             self._act(index, self._reply(choice, left, thought=step.request))
-        answer = self._reply("none", max(config.max_tokens - self.tokens, 1)).content
-        return self._finish(answer, stop)
+        return self._finish(self._reply("none", max(config.max_tokens - self.tokens, 1)), stop)
 
     def _reply(
         self, tool_choice: str | dict[str, Any], left: int, final: bool = False, thought: str = ""
@@ -230,7 +228,9 @@ class _Run:
         caller.config = dataclasses.replace(c, max_text_tokens=min(c.max_text_tokens, left))
         try:
             messages = self.messages + ([{"role": "user", "content": FINAL_REQUEST}] if final else [])
-            reply = caller.reply(messages, tool_choice, request=self.task, thought=thought)
+            last = [s for s in self.steps if self.steps and s.index == self.steps[-1].index]
+            results = [s.observation for s in last if s.ok] if final else None
+            reply = caller.reply(messages, tool_choice, request=self.task, thought=thought, results=results)
         finally:
             caller.config = c
         self.tokens += reply.completion_tokens
@@ -262,9 +262,12 @@ class _Run:
         calls = [call.openai() for call in reply.calls]
         self.messages += [{"role": "assistant", "content": reply.content, "tool_calls": calls}, *results]
 
-    def _finish(self, answer: str, stop: Literal["answer", "max_steps", "token_budget"]) -> AgentResult:
-        seconds = time.perf_counter() - self.started
-        self.emit("answer", text=answer, stop_reason=stop, tokens=self.tokens)
+    def _finish(self, reply: Any, stop: Literal["answer", "max_steps", "token_budget"]) -> AgentResult:
+        """The result, answering with the reply's text (the model's own words are in the answer event's
+        `free` when a grounded answer replaced them, CallerConfig.answer_style)."""
+        seconds, answer = time.perf_counter() - self.started, reply.content
+        grounded = {} if reply.free is None else {"free": reply.free}
+        self.emit("answer", text=answer, stop_reason=stop, tokens=self.tokens, **grounded)
         return AgentResult(self.task, answer, self.steps, stop, self.tokens, seconds, self.events)
 
 

@@ -94,6 +94,14 @@ def register(subparsers: Any) -> None:
         "itself) or score (the task holds a value for the same tool that no call used yet and that the model "
         "scores about as likely); default: one call per reply; see docs/agents.md",
     )
+    run.add_argument(
+        "--answer-style",
+        default="auto",
+        help="the answer after tool results, when the model's text does not hold their values (numbers, or "
+        "a short result whole): template (the results themselves), splice (its text up to its first invented "
+        "number, then the values), free (the model's text as it is); auto: template for models under a "
+        "billion parameters, free for larger ones (default); see docs/agents.md",
+    )
     run.add_argument("--trace", metavar="FILE.jsonl", help="write every event of the run as JSON lines")
     run.add_argument(
         "--json", action="store_true", help="print one JSON object (answer and steps) at the end"
@@ -121,6 +129,7 @@ def _config(args: argparse.Namespace) -> Any:
         value_choice=args.value_choice,
         parallel=args.next_call is not None,
         next_call=args.next_call or "probe",
+        answer_style=args.answer_style,
     )
     return AgentConfig(
         max_steps=args.max_steps,

@@ -139,7 +139,9 @@ class AgentsToolCalling:
         Under "auto", a request gets a call when some tool explains it better than answering without a tool
         does (abstain="channel": a small model never starts a call by itself), and a reply after tool
         results is the model's own (abstain="model": text, unless it starts another call), so the
-        call-result-answer loop of a client ends with an answer."""
+        call-result-answer loop of a client ends with an answer; that text must hold the results' values
+        (CallerConfig.answer_style auto, llmlab/agents/grounding.py: the results themselves when a model
+        under 1B parameters wrote other numbers)."""
         caller = importlib.import_module("llmlab.agents.caller")
         budget = generation.max_new_tokens
         answering = bool(messages) and messages[-1].get("role") == "tool"  # the results are in: answer

@@ -173,3 +173,36 @@ def test_cli_agent_two_step_task(llmlab_cache, tmp_path: Path, capsys, monkeypat
     )
     assert observations[1] == "120"  # 24 * 5, computed by the calculator from the looked-up speed
     assert "120" in events[-1]["text"] and out.splitlines()[-1].startswith("answer:")
+
+
+@pytest.mark.slow
+def test_answer_after_a_tool_result_holds_it(smollm) -> None:
+    """The reply after the calculator's result carries its number (answer_style auto: template for a 135M
+    model), through the agent and through the server's caller; the model's own reply is printed beside it."""
+    from llmlab.agents import Agent
+    from llmlab.agents.builtin import builtin_tools
+    from llmlab.agents.caller import CallerConfig, ToolCaller
+    from llmlab.agents.grounding import holds_results
+    from llmlab.generation import Engine, GenerationConfig
+    from llmlab.serving.tools import AgentsToolCalling
+
+    engine = Engine.from_loaded(smollm)
+    tools = builtin_tools(["calculator"])
+    task = "What is 1234 times 5678?"
+    result = Agent(engine, tools).run(task)
+    assert [(s.call.name, s.observation) for s in result.steps] == [("calculator", "7006652")]
+    assert holds_results(result.answer, ["7006652"]), result.answer
+    call = {"id": "c1", "type": "function",
+            "function": {"name": "calculator", "arguments": json.dumps({"expression": "1234 * 5678"})}}  # fmt: skip
+    messages = [
+        {"role": "user", "content": task},
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": "c1", "content": "7006652"},
+    ]
+    generation = GenerationConfig(greedy=True, max_new_tokens=64)
+    reply = AgentsToolCalling().reply(
+        engine, messages, [t.schema() for t in tools], "auto", False, generation
+    )
+    free = ToolCaller(engine, tools, CallerConfig(answer_style="free", max_text_tokens=64)).reply(messages)
+    print(f"\nagent: {result.answer!r}; server: {reply.content!r}; the model's own: {free.content!r}")
+    assert not reply.calls and holds_results(reply.content, ["7006652"]), reply.content
