@@ -75,6 +75,15 @@ def spans(texts: Iterable[str], max_words: int = MAX_SPAN_WORDS) -> list[str]:
     return list(found)[-MAX_SPANS:]
 
 
+def longer_spans(value: Any, candidates: Sequence[Any]) -> list[str]:
+    """`value` and the candidates that continue it with more words ("Buenos" -> "Buenos Aires"), for a
+    copied string value; [] when none does."""
+    if not isinstance(value, str):
+        return []
+    longer = [c for c in candidates if isinstance(c, str) and c.startswith(value + " ")]
+    return [value, *longer] if longer else []
+
+
 def numbers(texts: Iterable[str]) -> list[int | float]:
     """The numbers the texts write, in digits ("1,000" and "3.5" too) or as words one to twelve."""
     found: dict[int | float, None] = {}

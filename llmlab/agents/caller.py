@@ -12,7 +12,10 @@
                last one; a later call's first parameter leaves out the values earlier calls used
     values:    value_choice="likelihood": each value with candidates (an enum, or the copied spans and
                numbers) rescored as a whole after decoding, the likeliest written (off by default: it
-               measured worse than greedy decoding on the project tasks)
+               measured worse than greedy decoding on the project tasks); greedy with copied values: a
+               string is rescored against the spans that continue it (arguments.longer_spans), tokenized
+               as the tokenizer would: under the byte-level grammar the model may spell "Buenos" B|ue|n|os
+               and then close the string, where after Bu|enos it writes " Aires"
 
 With `constrain=False` the model writes the whole reply freely and the calls are parsed from it (the
 baseline the benchmark compares with). The reply keeps the text exactly as the model wrote it, so the next
@@ -34,6 +37,7 @@ from llmlab.agents.arguments import (
     OPTIONAL_POLICIES,
     conversation_texts,
     copy_schema,
+    longer_spans,
     numbers,
     spans,
     stated_schema,
@@ -315,14 +319,15 @@ class ToolCaller:
         )
         out = self._generate(context + start, self.config.max_call_tokens, hook=hook)
         text = start + out.text
-        if self.config.value_choice != "greedy" and name is not None:
+        if name is not None and (self.config.value_choice != "greedy" or self.copy):
             tool = next(t for t in narrowed if t.name == name)
             text = self._likely_values(context, start, text, tool, allowed)
         return text
 
     def _likely_values(self, context: str, start: str, text: str, tool: Tool, allowed: list[Tool]) -> str:
         """The call `text` with each value that has candidates (an enum in the narrowed schema) replaced by
-        the candidate the model finds most likely after the call so far; parameters in the order written."""
+        the candidate the model finds most likely after the call so far; parameters in the order written.
+        value_choice greedy: only a copied string written and its longer spans (see the module docstring)."""
         parsed = parse_tool_calls(text, allowed).calls
         props = tool.parameters.get("properties")
         if len(parsed) != 1 or parsed[0].error is not None or not isinstance(props, Mapping):
@@ -331,6 +336,8 @@ class ToolCaller:
         keys = list(arguments)
         for i, key in enumerate(keys):
             candidates = props.get(key, {}).get("enum") if isinstance(props.get(key), Mapping) else None
+            if self.config.value_choice == "greedy" and isinstance(candidates, list):
+                candidates = longer_spans(arguments[key], candidates)
             if not isinstance(candidates, list) or len(candidates) < 2:
                 continue
             head = _json_object({k: arguments[k] for k in keys[:i]}, open_end=True) + json.dumps(key) + ": "
@@ -341,6 +348,8 @@ class ToolCaller:
             mean = self.config.value_choice == "likelihood-mean"
             values = [total / n if mean else total for total, n in scored]
             arguments[key] = candidates[max(range(len(values)), key=values.__getitem__)]
+        if arguments == parsed[0].arguments:
+            return text
         return start + _json_object(arguments) + "}" + self.fmt.close
 
     def _argument_tools(self, allowed: list[Tool], earlier: Sequence[ToolCall] = ()) -> list[Tool]:

@@ -4,6 +4,7 @@ policy, and sampled calls from a tiny random model that only ever copy values fr
 from __future__ import annotations
 
 import dataclasses
+import json
 from types import SimpleNamespace
 from typing import Literal
 
@@ -11,7 +12,15 @@ import pytest
 import torch
 from fakes import ScriptedEngine
 
-from llmlab.agents.arguments import copy_schema, numbers, spans, stated, stated_schema, words
+from llmlab.agents.arguments import (
+    copy_schema,
+    longer_spans,
+    numbers,
+    spans,
+    stated,
+    stated_schema,
+    words,
+)
 from llmlab.agents.caller import COPY_BELOW, CallerConfig, ToolCaller
 from llmlab.agents.json_constraint import tool_call_constraint
 from llmlab.agents.parsing import ToolCall, parse_tool_calls
@@ -171,6 +180,38 @@ def test_the_caller_copies_instead_of_inventing(tiny_tok) -> None:
     assert call.arguments["days"] in (3, 1)  # a number of the message, or the default
     free = ToolCaller(engine, [weather], CallerConfig(copy_arguments=False)).reply(user, "required")
     assert free.calls[0].arguments == {"city": "Rome", "days": 7}
+
+
+def test_longer_spans_continue_a_copied_value() -> None:
+    found = spans(["Tell me the weather in Buenos Aires."])
+    assert longer_spans("Buenos", found) == ["Buenos", "Buenos Aires"]
+    assert longer_spans("Aires", found) == [] and longer_spans(3, found) == []
+
+
+@pytest.mark.parametrize(("favoured", "city"), [("Buenos Aires", "Buenos Aires"), ("Buenos", "Buenos")])
+def test_a_copied_string_cut_short_is_rescored_against_its_longer_spans(
+    tiny_tok, monkeypatch, favoured: str, city: str
+) -> None:
+    """Greedy decoding under the span grammar wrote "Buenos" (SmolLM2 spells it B|ue|n|os there, then
+    closes the string); the value and the spans that continue it are scored whole, in the tokenizer's own
+    tokenization, and the likeliest is written."""
+    import llmlab.agents.caller as caller_module
+
+    seen: list[list[str]] = []
+
+    def scores(engine, prefix, continuations, keep=None):
+        seen.append(list(continuations))
+        return [(0.0 if c == f"{json.dumps(favoured)}}}" else -3.0, 2) for c in continuations]
+
+    monkeypatch.setattr(caller_module, "shared_prefix_logprobs", scores)
+    wants = '<tool_call>\n{"name": "weather", "arguments": {"city": "Buenos"}}\n</tool_call>'
+    user = [{"role": "user", "content": "Tell me the weather in Buenos Aires."}]
+    caller = ToolCaller(
+        ScriptedEngine(tiny_tok, lambda p: wants), [weather], CallerConfig(copy_arguments=True)
+    )
+    (call,) = caller.reply(user, "required").calls
+    assert seen == [['"Buenos"}', '"Buenos Aires"}']]
+    assert call.error is None and call.arguments == {"city": city}
 
 
 def test_optional_parameters_follow_the_message(tiny_tok) -> None:
