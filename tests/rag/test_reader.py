@@ -14,7 +14,7 @@ from torch import nn
 from llmlab.errors import ConfigError
 from llmlab.prompting.grounded import NOT_FOUND
 from llmlab.rag.answer import AnswerConfig, Answerer
-from llmlab.rag.reader import Reader, load_reader
+from llmlab.rag.reader import MAX_THREADS, Reader, load_reader
 from llmlab.rag.types import Chunk, Hit
 
 
@@ -61,6 +61,38 @@ def answer(texts: list[str], reader: Reader | None = None, **config):
 
 
 READER = Reader(GoldReader(), word_tokenizer(), margin=0.0)
+
+
+class ThreadCounting(GoldReader):
+    """GoldReader that records torch's thread count at each forward."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.threads: list[int] = []
+
+    def forward(self, input_ids, token_type_ids, attention_mask):
+        self.threads.append(torch.get_num_threads())
+        return super().forward(input_ids, token_type_ids, attention_mask)
+
+
+def test_reader_caps_threads_only_while_it_reads(tmp_path):
+    """Loading a reader leaves torch's thread count as it was (it used to lower it to 8 for good); a read runs
+    on at most MAX_THREADS threads and restores the count after."""
+    from training.task_data import save_tiny_bert
+
+    before = torch.get_num_threads()
+    many = MAX_THREADS + 4
+    torch.set_num_threads(many)
+    try:
+        load_reader(str(save_tiny_bert(tmp_path / "bert", tokenizer=word_tokenizer())))
+        assert torch.get_num_threads() == many
+        model = ThreadCounting()
+        span = Reader(model, word_tokenizer()).read("Where is the gold?", ["the gold is here"])
+        assert span is not None and span.text == "gold is"
+        assert model.threads == [MAX_THREADS]
+        assert torch.get_num_threads() == many
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_quotes_the_span_and_cites_its_chunk():
