@@ -164,3 +164,28 @@ def test_decision_ranks_chunks_and_refuses_by_its_fitted_model():
     assert unranked.probability == pytest.approx(1 / (1 + math.exp(2.25)))  # -1 + 0.5 * 5.5 - 4
     assert not Decision(weights=weights).answers(unranked)
     assert decide(question, texts, [None, None], ranked) is None
+
+
+class CountedParameters(nn.Module):
+    """A 10-parameter stand-in for a generator's model that counts the calls to parameters()."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(10))
+        self.calls = 0
+
+    def parameters(self, recurse: bool = True):
+        self.calls += 1
+        return super().parameters(recurse)
+
+
+def test_auto_style_sizes_the_generator_once():
+    """--answer-style auto picks the reader for a small generator, counting its parameters on the first
+    question only (an Answerer's engine is fixed)."""
+    model = CountedParameters()
+    config = AnswerConfig(answer_style="auto")
+    answerer = Answerer(None, SimpleNamespace(model=model), config, reader=READER)  # type: ignore[arg-type]
+    for _ in range(2):
+        stream = answerer.stream("Where is the gold?", hits=hits("under the bridge gold coins lie"))
+        assert "".join(stream) == "gold coins"
+    assert model.calls == 1
