@@ -115,7 +115,7 @@ def load_engine(args: argparse.Namespace, *, merge: bool = False) -> tuple[Any, 
     with err_console.status(message):
         loaded = load_model(args.model, device=args.device)
         check_generates(loaded)
-        folder = put_adapter(loaded.model, adapter, merge=merge) if adapter else None
+        adapter_folder = put_adapter(loaded.model, adapter, merge=merge) if adapter else None
         load_adapters(loaded.model, adapters)
-        engine = Engine.from_loaded(loaded, precision=args.precision, adapter=folder)
+        engine = Engine.from_loaded(loaded, precision=args.precision, adapter=adapter_folder)
     return loaded, engine
