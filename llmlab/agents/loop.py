@@ -237,35 +237,30 @@ class _Run:
         return reply
 
     def _act(self, index: int, reply: Any) -> None:
-        call = reply.calls[0]
+        """Run the reply's calls (several with CallerConfig.parallel), each an action and an observation of
+        step `index`, and add the reply and the results to the conversation."""
         if reply.content:
             self.emit("thought", step=index, text=reply.content)
-        self.emit(
-            "action", step=index, tool=call.name, arguments=call.arguments, id=call.id, error=call.error
-        )
-        started = time.perf_counter()
-        key = json.dumps([call.name, call.arguments], sort_keys=True, default=str)
-        if call.error is None and key in self.seen:
-            earlier = self.steps[self.seen[key]]
-            observation, ok = f"(same call as step {earlier.index}) {earlier.observation}", earlier.ok
-        else:
-            observation, ok = self.agent.call_tool(call)
-            if call.error is None:
-                self.seen[key] = len(self.steps)
-        self.emit("observation", step=index, text=observation, ok=ok)
-        self.steps.append(
-            Step(
-                index,
-                reply.content,
-                call,
-                observation,
-                ok,
-                time.perf_counter() - started,
-                reply.completion_tokens,
+        results = []
+        for k, call in enumerate(reply.calls):
+            self.emit(
+                "action", step=index, tool=call.name, arguments=call.arguments, id=call.id, error=call.error
             )
-        )
-        self.messages.append({"role": "assistant", "content": reply.content, "tool_calls": [call.openai()]})
-        self.messages.append({"role": "tool", "tool_call_id": call.id, "content": observation})
+            started = time.perf_counter()
+            key = json.dumps([call.name, call.arguments], sort_keys=True, default=str)
+            if call.error is None and key in self.seen:
+                earlier = self.steps[self.seen[key]]
+                observation, ok = f"(same call as step {earlier.index}) {earlier.observation}", earlier.ok
+            else:
+                observation, ok = self.agent.call_tool(call)
+                if call.error is None:
+                    self.seen[key] = len(self.steps)
+            self.emit("observation", step=index, text=observation, ok=ok)
+            seconds, tokens = time.perf_counter() - started, reply.completion_tokens if k == 0 else 0
+            self.steps.append(Step(index, reply.content, call, observation, ok, seconds, tokens))
+            results.append({"role": "tool", "tool_call_id": call.id, "content": observation})
+        calls = [call.openai() for call in reply.calls]
+        self.messages += [{"role": "assistant", "content": reply.content, "tool_calls": calls}, *results]
 
     def _finish(self, answer: str, stop: Literal["answer", "max_steps", "token_budget"]) -> AgentResult:
         seconds = time.perf_counter() - self.started

@@ -97,7 +97,9 @@ class Tool:
 
     @classmethod
     def from_schema(cls, entry: Mapping[str, Any]) -> Tool:
-        """A schema-only Tool from an OpenAI `tools` entry or a bare {name, description, parameters}."""
+        """A schema-only Tool from an OpenAI `tools` entry or a bare {name, description, parameters}. An
+        llmlab extra: the function's `examples`, [{"request", "arguments", "result"?, "answer"?}], become
+        the Tool's worked examples (shown to the model as earlier turns, as the built-in tools' are)."""
         if entry.get("type") == "function" and isinstance(entry.get("function"), Mapping):
             entry = entry["function"]
         name = entry.get("name")
@@ -106,7 +108,20 @@ class Tool:
         params = entry.get("parameters") or {"type": "object", "properties": {}}
         if not isinstance(params, Mapping):
             raise ConfigError(f"tool {name}: 'parameters' must be a JSON schema object, got {params!r}")
-        return cls(name, str(entry.get("description") or ""), dict(params))
+        examples = [_example(name, e) for e in entry.get("examples") or []]
+        return cls(name, str(entry.get("description") or ""), dict(params), examples=examples)
+
+
+def _example(name: str, entry: Any) -> ToolExample:
+    fields = {"request", "arguments", "result", "answer"}
+    ok = isinstance(entry, Mapping) and set(entry) <= fields and isinstance(entry.get("request"), str)
+    if not ok or not isinstance(entry.get("arguments"), Mapping):
+        raise ConfigError(
+            f'tool {name}: each of \'examples\' must be {{"request": str, "arguments": object, "result"?: str, '
+            f'"answer"?: str}}, got {entry!r}'
+        )
+    optional = {k: str(entry[k]) for k in ("result", "answer") if entry.get(k) is not None}
+    return ToolExample(entry["request"], dict(entry["arguments"]), **optional)
 
 
 def tool(

@@ -88,6 +88,12 @@ def register(subparsers: Any) -> None:
         "task writes): greedy (token by token under the grammar; default), likelihood (the candidate the model "
         "scores likeliest) or likelihood-mean (the same per token); see docs/agents.md",
     )
+    run.add_argument(
+        "--next-call",
+        help="let a reply hold several calls, another one following when: probe (the model starts one "
+        "itself) or score (the task holds a value for the same tool that no call used yet and that the model "
+        "scores about as likely); default: one call per reply; see docs/agents.md",
+    )
     run.add_argument("--trace", metavar="FILE.jsonl", help="write every event of the run as JSON lines")
     run.add_argument(
         "--json", action="store_true", help="print one JSON object (answer and steps) at the end"
@@ -113,6 +119,8 @@ def _config(args: argparse.Namespace) -> Any:
         copy_arguments=_copy_setting(args.copy_arguments),
         optional_arguments=args.optional_arguments,
         value_choice=args.value_choice,
+        parallel=args.next_call is not None,
+        next_call=args.next_call or "probe",
     )
     return AgentConfig(
         max_steps=args.max_steps,

@@ -8,7 +8,7 @@
 
 Layers: http.py (HTTP/1.1 on asyncio, limits), app.py (routes, API key, web files), api.py and rag.py (the
 OpenAI routes; retrieval answers), bodies.py (request checking), scheduler.py (the engine thread driving the
-Batcher), tools.py and tool_grammar.py (tool calls), playground.py, feedback.py, web/ (the page).
+Batcher), tools.py, tool_chat.py and tool_grammar.py (tool calls), playground.py, feedback.py, web/ (the page).
 Names are imported lazily so that building the CLI's flags does not import torch.
 """
 

@@ -24,7 +24,7 @@ from llmlab.generation.config import GenerationConfig
 from llmlab.serving import bodies as rq
 from llmlab.serving.http import HTTPError, Response, StreamResponse
 from llmlab.serving.scheduler import Overloaded, Ticket
-from llmlab.serving.tools import openai_calls, render_prompt, resolve
+from llmlab.serving.tools import AgentsToolCalling, GrammarToolCalling, openai_calls, render_prompt, resolve
 
 if TYPE_CHECKING:
     from llmlab.serving.app import Server
@@ -137,6 +137,16 @@ def request_id(prefix: str) -> str:
     return f"{prefix}-{secrets.token_hex(12)}"
 
 
+def chat_head(server: Server, model: str) -> dict[str, Any]:
+    """The fields every chat response and chunk starts with: a new id, the time, the model, the fingerprint."""
+    return {
+        "id": request_id("chatcmpl"),
+        "created": int(time.time()),
+        "model": model,
+        "system_fingerprint": server.fingerprint,
+    }
+
+
 def sse(data: Any) -> bytes:
     return b"data: " + json.dumps(data, ensure_ascii=False).encode("utf-8") + b"\n\n"
 
@@ -155,11 +165,15 @@ async def chat_completions(server: Server, body: Any) -> Response | StreamRespon
 
         return await retrieval_chat(server, req)
     tools, mode = resolve(req.tools, req.tool_choice)
+    if mode != "none" and isinstance(server.tool_calling, AgentsToolCalling):
+        from llmlab.serving.tool_chat import caller_chat
+
+        return await caller_chat(server, req, server.tool_calling)
     ids = await server.encode(lambda tok: render_prompt(tok, req.messages, tools))
     max_tokens = server.budget(len(ids), req.sampling.max_tokens)
     hook = None
     if mode != "none":
-        make = server.tool_calling.constraint
+        make = _grammar(server).constraint
         args = (server.engine, tools, mode, req.parallel_tool_calls, max_tokens)
         try:
             hook = await asyncio.to_thread(make, *args)
@@ -167,8 +181,8 @@ async def chat_completions(server: Server, body: Any) -> Response | StreamRespon
             raise http_error(e) from e
     job = Job(server, ids, generation_configs(req.sampling, max_tokens, req.sampling.n), hook)
     job.submit()
-    rid, created = request_id("chatcmpl"), int(time.time())
-    head = {"id": rid, "created": created, "model": req.model, "system_fingerprint": server.fingerprint}
+    head = chat_head(server, req.model)
+    rid = head["id"]
     if req.stream:
         chunks = _chat_stream(server, job, head, tools if mode != "none" else [], req.include_usage)
         return StreamResponse(chunks, on_close=job.cancel)
@@ -178,7 +192,7 @@ async def chat_completions(server: Server, body: Any) -> Response | StreamRespon
         message: dict[str, Any] = {"role": "assistant", "content": choice.text}
         finish = choice.finish
         if mode != "none":
-            content, calls = server.tool_calling.parse(choice.text, tools)
+            content, calls = _grammar(server).parse(choice.text, tools)
             if calls:
                 message = {
                     "role": "assistant",
@@ -188,6 +202,13 @@ async def chat_completions(server: Server, body: Any) -> Response | StreamRespon
                 finish = "tool_calls"
         out.append({"index": i, "message": message, "finish_reason": finish, "logprobs": None})
     return Response.json({**head, "object": "chat.completion", "choices": out, "usage": job.usage()})
+
+
+def _grammar(server: Server) -> GrammarToolCalling:
+    """The server's grammar implementation (an agents caller answers in tool_chat.py and never gets here)."""
+    calling = server.tool_calling
+    assert not isinstance(calling, AgentsToolCalling)
+    return calling
 
 
 def _held_back(text: str) -> int:
@@ -205,7 +226,7 @@ def _last_delta(
     delta: dict[str, Any] = {}
     finish = choice.finish
     if tools:
-        _, calls = server.tool_calling.parse(choice.text, tools)
+        _, calls = _grammar(server).parse(choice.text, tools)
         if calls:
             finish = "tool_calls"
             delta["tool_calls"] = [

@@ -97,7 +97,7 @@ class Server:
         self.store, self._embedder, self.embedder_name = store, embedder, embedder_name
         if store is not None and embedder is None:
             self.embedder_name = store.backend.embedder()[0] if store.backend.embedder() else embedder_name
-        self.tool_calling = tools or tool_calling()
+        self.tool_calling = tools or tool_calling(virtual_tokens=prefix_embeds is not None)
         self.rankings = RankingFile(self.config.rankings)
         self.scheduler = Scheduler(
             engine, self.config.max_batch, self.config.max_waiting, self.config.prefill_tokens

@@ -16,13 +16,12 @@ Tests: tests/serving/test_serve_openai_client.py::test_retrieval_returns_context
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from llmlab.prompting.grounded import NOT_FOUND
 from llmlab.rag.answer import ANSWER_DEFAULTS, AnswerConfig, Answerer, build_prompt, finish_answer
-from llmlab.serving.api import DONE, Job, generation_configs, http_error, request_id, sse
+from llmlab.serving.api import DONE, Job, chat_head, generation_configs, http_error, sse
 from llmlab.serving.bodies import ChatRequest
 from llmlab.serving.http import HTTPError, Response, StreamResponse
 
@@ -59,13 +58,7 @@ async def retrieval_chat(server: Server, req: ChatRequest) -> Response | StreamR
     job = Job(server, server.engine.encode(prompt.text), configs) if prompt.hits else None
     if job is not None:
         job.submit()
-    rid = request_id("chatcmpl")
-    head = {
-        "id": rid,
-        "created": int(time.time()),
-        "model": req.model,
-        "system_fingerprint": server.fingerprint,
-    }
+    head = chat_head(server, req.model)
 
     async def finish(text: str) -> dict[str, Any]:
         store = server.store

@@ -153,3 +153,28 @@ def test_bad_config_names_the_flag() -> None:
         AgentConfig(tool_timeout=0)
     with pytest.raises(ConfigError, match="--policy must be one of plan, react"):
         AgentConfig(policy="guess")
+
+
+def test_several_calls_in_one_reply_each_run(tiny_tok) -> None:
+    """CallerConfig.parallel (`llmlab agent run --next-call probe|score`): every call of a reply is an action
+    with its observation, and the next prompt shows all the results."""
+    both = call("calculator", {"expression": "2+3"}) + "\n" + call("calculator", {"expression": "4*5"})
+
+    def intend(prompt: str) -> str:
+        return both if not results_seen(prompt) else f"Seen {results_seen(prompt)} results."
+
+    caller = CallerConfig(copy_arguments=False, parallel=True, next_call="probe")
+    result = agent(tiny_tok, intend, caller=caller).run(TASK)
+    assert [(s.index, s.call.arguments["expression"], s.observation) for s in result.steps] == [
+        (1, "2+3", "5"),
+        (1, "4*5", "20"),
+    ]
+    assert result.answer == "Seen 2 results."
+    assert [e["type"] for e in result.events] == [
+        "task",
+        "action",
+        "observation",
+        "action",
+        "observation",
+        "answer",
+    ]

@@ -8,7 +8,15 @@ from typing import Any, Literal
 
 import pytest
 
-from llmlab.agents.tools import Tool, as_tool, parse_docstring, schema_for_type, tool, tool_schemas
+from llmlab.agents.tools import (
+    Tool,
+    ToolExample,
+    as_tool,
+    parse_docstring,
+    schema_for_type,
+    tool,
+    tool_schemas,
+)
 from llmlab.errors import ConfigError
 
 
@@ -174,6 +182,21 @@ def test_schema_only_tools_from_openai_dicts() -> None:
     }
     with pytest.raises(ConfigError, match="only a schema"):
         t()
+
+
+def test_examples_in_an_openai_dict_become_worked_examples() -> None:
+    """The llmlab extra `examples` (what the server passes on from a request's tools)."""
+    example = {
+        "request": "Weather in Oslo?",
+        "arguments": {"city": "Oslo"},
+        "result": "4 C",
+        "answer": "4 C.",
+    }
+    t = Tool.from_schema({"name": "w", "description": "weather", "examples": [example]})
+    assert t.examples == [ToolExample("Weather in Oslo?", {"city": "Oslo"}, "4 C", "4 C.")]
+    assert "examples" not in t.schema()["function"]
+    with pytest.raises(ConfigError, match=r"tool w: each of 'examples' must be \{\"request\": str"):
+        Tool.from_schema({"name": "w", "examples": [{"request": "Oslo", "arguments": "city=Oslo"}]})
 
 
 @pytest.mark.parametrize(

@@ -80,6 +80,7 @@ def test_agent_json_output(capsys, tiny_folder: Path) -> None:
             ["--value-choice", "best"],
             "--value-choice must be one of greedy, likelihood, likelihood-mean, got 'best'",
         ),
+        (["--next-call", "often"], "--next-call must be one of probe, score, got 'often'"),
     ],
 )
 def test_bad_flags_are_refused_before_loading(capsys, argv: list[str], message: str) -> None:
@@ -99,4 +100,8 @@ def test_caller_flags_reach_the_caller_config() -> None:
     )
     caller = agent._config(args).caller
     assert (caller.value_choice, caller.selection) == ("likelihood-mean", "direct")
-    assert agent._config(parser.parse_args(["agent", "run", "task"])).caller.value_choice == "greedy"
+    default = agent._config(parser.parse_args(["agent", "run", "task"])).caller
+    assert (default.value_choice, default.parallel) == ("greedy", False)  # one call per reply
+    for rule in ("probe", "score"):
+        caller = agent._config(parser.parse_args(["agent", "run", "task", "--next-call", rule])).caller
+        assert (caller.parallel, caller.next_call) == (True, rule)
