@@ -9,7 +9,11 @@ bytes read per token / measured read bandwidth. Also the int8 path's perplexity 
 
 Each peer (transformers, llama.cpp, llmlab int8, llmlab fp32) runs in its own subprocess, one after the
 other, so a peer that crashes (llama-cpp-python built from source segfaults on some Intel CPUs) is printed
-as a row saying so, and the others are still measured.
+as a row saying so, and the others are still measured. When llama.cpp crashes, it is measured again with its
+extra CPU buffer types off (`use_extra_bufts = False`: no AMX buffers and no repacked weights), the setting
+that avoids the known crash in `ggml_backend_amx_mul_mat` on Sapphire Rapids (ggml-org/llama.cpp#20824;
+dspy removed the AMX variant from its CI for the same segfault); that row is labelled, since without
+repacking llama.cpp is slower than it is where its defaults run.
 """
 
 from __future__ import annotations
@@ -23,9 +27,11 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -90,14 +96,39 @@ def ours_tokens_per_second(engine: Engine, prompts: list[str], new: int, repeats
     return len(prompts) * new / median_time(lambda: engine.generate(prompts, cfg), repeats)
 
 
-def llama_cpp_tokens_per_second(prompt: str, new: int, threads: int, repeats: int) -> float | None:
+@contextmanager
+def without_extra_buffers(bindings: Any) -> Iterator[None]:
+    """Within the block, llama.cpp models load with `use_extra_bufts = False` (plain CPU buffers: no AMX, no
+    repacked weights). `bindings` is `llama_cpp.llama_cpp`, whose `llama_model_default_params` `Llama` calls."""
+    original = bindings.llama_model_default_params
+
+    def plain() -> Any:
+        params = original()
+        params.use_extra_bufts = False
+        return params
+
+    bindings.llama_model_default_params = plain
     try:
+        yield
+    finally:
+        bindings.llama_model_default_params = original
+
+
+def llama_cpp_tokens_per_second(
+    prompt: str, new: int, threads: int, repeats: int, plain: bool = False
+) -> float | None:
+    try:
+        import llama_cpp.llama_cpp as bindings
         from llama_cpp import Llama
     except ImportError:
         return None
-    llm = Llama(
-        model_path=str(resolve("smollm2-135m-instruct").path), n_threads=threads, n_ctx=1024, verbose=False
-    )
+    with without_extra_buffers(bindings) if plain else nullcontext():
+        llm = Llama(
+            model_path=str(resolve("smollm2-135m-instruct").path),
+            n_threads=threads,
+            n_ctx=1024,
+            verbose=False,
+        )
     eos = llm.token_eos()
 
     def run() -> None:
@@ -115,6 +146,7 @@ def perplexity(fused: FusedLlama, ids: torch.Tensor) -> float:
 PEERS = {
     "hf": "transformers generate fp32",
     "llama.cpp": "llama.cpp Q4_1 (llama-cpp-python)",
+    "llama.cpp-plain": "llama.cpp Q4_1, no AMX/repack buffers",
     "int8": "llmlab int8",
     "fp32": "llmlab fp32",
 }
@@ -133,8 +165,8 @@ def measure_peer(peer: str, args: argparse.Namespace) -> dict[int, float] | None
     if peer == "hf":
         return {1: hf_tokens_per_second(model, tok, prompts[:1], new, reps),
                 8: hf_tokens_per_second(model, tok, prompts, half, reps)}  # fmt: skip
-    if peer == "llama.cpp":
-        rate = llama_cpp_tokens_per_second(prompts[0], new, args.threads, reps)
+    if peer.startswith("llama.cpp"):
+        rate = llama_cpp_tokens_per_second(prompts[0], new, args.threads, reps, plain=peer.endswith("plain"))
         return None if rate is None else {1: rate}
     engine = Engine.from_loaded(loaded, precision=peer)
     return {1: ours_tokens_per_second(engine, prompts[:1], new, reps),
@@ -163,6 +195,17 @@ def run_peer(argv: list[str], timeout: float) -> PeerResult:
         return PeerResult(None, f"failed (exit {done.returncode}): {last}")
     rates = json.loads(lines[-1])
     return PeerResult(None if rates is None else {int(b): float(r) for b, r in rates.items()})
+
+
+def measure_llama_cpp(run: Callable[[str], PeerResult]) -> tuple[str, PeerResult]:
+    """llama.cpp with its defaults; when that crashes, again with its extra buffer types off: (peer, result)."""
+    result = run("llama.cpp")
+    if result.error is not None and result.error.startswith("crashed"):
+        plain = run("llama.cpp-plain")
+        if plain.rates is not None:
+            print(f"llama.cpp: {result.error} with its default CPU buffers; measured again without them")
+            return "llama.cpp-plain", plain
+    return "llama.cpp", result
 
 
 def row(name: str, batch: int, result: PeerResult, base: dict[int, float], cpp: float | None) -> str:
@@ -227,16 +270,24 @@ def main() -> None:
     ]
     base: dict[int, float] = {}
     cpp: float | None = None
-    for peer, name in PEERS.items():
-        result = run_peer([sys.executable, __file__, "--peer", peer, *common], args.peer_timeout)
+
+    def run(peer: str) -> PeerResult:
+        return run_peer([sys.executable, __file__, "--peer", peer, *common], args.peer_timeout)
+
+    for peer in ("hf", "llama.cpp", "int8", "fp32"):
+        if peer == "llama.cpp":
+            peer, result = measure_llama_cpp(run)
+        else:
+            result = run(peer)
+        name = PEERS[peer]
         if peer == "llama.cpp" and result.rates is None and result.error is None:
             print("llama.cpp: not installed (run `make bench-llama` to compile llama-cpp-python, ~5 min)")
             continue
         if peer == "hf" and result.rates:
             base = result.rates
-        if peer == "llama.cpp" and result.rates:
+        if peer.startswith("llama.cpp") and result.rates:
             cpp = result.rates[1]
-        for batch in (1, 8) if peer != "llama.cpp" else (1,):
+        for batch in (1,) if peer.startswith("llama.cpp") else (1, 8):
             print(row(name, batch, result, base, cpp), flush=True)
     print_bounds(args.threads)
 

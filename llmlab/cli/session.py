@@ -55,8 +55,6 @@ def add_adapter_argument(parser: argparse.ArgumentParser) -> None:
 
 def adapter_specs(specs: list[str]) -> list[tuple[str, str]]:
     """[(name, folder)] from `NAME=DIR` or `DIR` (named after the folder), names made unique."""
-    from pathlib import Path
-
     out: list[tuple[str, str]] = []
     for spec in specs:
         name, sep, folder = spec.partition("=")
@@ -97,7 +95,7 @@ def load_engine(args: argparse.Namespace, *, merge: bool = False) -> tuple[Any, 
     model; `generate`/`chat --adapter [NAME=]DIR` put adapters on the model unmerged (the first active).
     `merge=True` merges the one LoRA `args.adapter` into the weights (rag's answer adapter: nothing per token)."""
     from llmlab.generation import Engine
-    from llmlab.generation.engine import check_generates
+    from llmlab.generation.engine import check_generates, put_adapter
     from llmlab.models import load_model
 
     adapter = getattr(args, "adapter", None)
@@ -117,16 +115,7 @@ def load_engine(args: argparse.Namespace, *, merge: bool = False) -> tuple[Any, 
     with err_console.status(message):
         loaded = load_model(args.model, device=args.device)
         check_generates(loaded)
-        if adapter:
-            from llmlab.peft.checkpoint import load_adapter
-            from llmlab.peft.peft_format import merge_lora_adapter, runs_only_merged
-
-            if merge or runs_only_merged(adapter):  # runs_only_merged: LoRA on embeddings, GPT-2's Conv1D
-                merge_lora_adapter(loaded.model, adapter, inplace=True)
-            else:  # unmerged, any kind; the engine runs it (a soft prompt as a prefix)
-                load_adapter(loaded.model, adapter)
+        adapter_folder = put_adapter(loaded.model, adapter, merge=merge) if adapter else None
         load_adapters(loaded.model, adapters)
-        engine = Engine.from_loaded(loaded, precision=args.precision)
-        if adapter:
-            engine.adapter = Path(adapter)
+        engine = Engine.from_loaded(loaded, precision=args.precision, adapter=adapter_folder)
     return loaded, engine

@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from llmlab.flywheel.questions import question_of
-from llmlab.flywheel.run import CRITERIA, RULE, RULE_REFERENCE, FlywheelConfig, Step, base_adapter
+from llmlab.flywheel.run import FlywheelConfig, Step, base_adapter
+from llmlab.rlhf.rankers import CRITERIA, EXPLAINED
 
 USED = {  # which questions each step sees
     "split": "all (splits them)",
@@ -75,7 +76,7 @@ def write_report(config: FlywheelConfig, steps: list[Step]) -> Path:
         "## Ranker: a scripted stand-in for people",
         "",
         (
-            f"Rule (`{config.ranker}`): {RULE if config.ranker == 'f1' else RULE_REFERENCE}. It reads the "
+            f"Rule (`{config.ranker}`): {EXPLAINED[config.ranker]}. It reads the "
             "reference answers of the TRAIN questions only (`03-ask/references.jsonl`); its rankings are "
             f"labelled `scripted:{config.ranker}:...`, not human feedback."
             if config.ranker in CRITERIA

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from llmlab.errors import LlmlabError
+from llmlab.rlhf.rankers import CRITERIA
 
 
 class FlywheelError(LlmlabError):
@@ -125,25 +126,6 @@ def _quote(arg: str) -> str:
 STEP_NAMES = (
     "split", "base", "ingest", "ask", "generate", "rank", "pairs", "reward", "dpo", "ppo", "eval", "serve", "report",
 )  # fmt: skip
-
-RULE = (
-    "a completion with a higher SQuAD token F1 against the question's reference answer (the words it shares "
-    "with it, against its length and the reference's) is better; equal F1 ties, so completions that share no "
-    "word with the reference all tie"
-)
-
-RULE_REFERENCE = (
-    "a completion that contains the question's reference answer (any case, whole words) beats one that does not, "
-    "and among those the shorter is better; completions without it tie"
-)
-
-
-CRITERIA = {
-    "f1": "token F1 against the reference answer",
-    "reference": "contains the reference answer, then shorter",
-}
-"""The rankers that read the train questions' reference answers (`03-ask/references.jsonl`), and the
-criterion each records."""
 
 
 def base_adapter(config: FlywheelConfig) -> str | None:

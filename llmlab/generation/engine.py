@@ -60,8 +60,8 @@ class Engine:
             raise ConfigError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
         self.model, self.tokenizer, self.kind = model, tokenizer, kind
         self.adapter: Path | None = None
-        """The LoRA adapter merged into the weights when the engine was loaded with one (rag answers use
-        it to choose their prompt)."""
+        """The adapter folder on the model when the engine was loaded with one (Engine.from_loaded records it;
+        rag answers use it to choose their prompt)."""
         self.threads = DecodingThreads()  # follows the load: a busy machine must not stall decoding
         self.backend: Backend = make_backend(model, kind, precision, tokenizer)
         self.context_length = self._context_length(model.config)
@@ -71,10 +71,13 @@ class Engine:
         )
 
     @classmethod
-    def from_loaded(cls, loaded: Any, precision: str = "auto") -> Engine:
-        """Build from `llmlab.models.load_model(...)`'s result."""
+    def from_loaded(cls, loaded: Any, precision: str = "auto", adapter: str | Path | None = None) -> Engine:
+        """Build from `llmlab.models.load_model(...)`'s result; `adapter` is the folder of the adapter already
+        on its model (put_adapter's result), recorded as `.adapter`: the one place that records it."""
         check_generates(loaded)
-        return cls(loaded.model, loaded.tokenizer, loaded.kind, precision)
+        engine = cls(loaded.model, loaded.tokenizer, loaded.kind, precision)
+        engine.adapter = None if adapter is None else Path(adapter)
+        return engine
 
     @staticmethod
     def _context_length(config: Any) -> int:
@@ -193,6 +196,21 @@ def check_generates(loaded: Any) -> None:
         raise ModelError(f"{loaded.name} is an encoder-only model: it embeds text but cannot generate")
 
 
+def put_adapter(model: Any, adapter: str | Path, merge: bool = True) -> Path:
+    """Put the adapter in `adapter` (an adapter or training run folder) on `model`: merged into the weights (a
+    LoRA; nothing per token), or with `merge=False` unmerged (any kind), except one that runs only merged
+    (LoRA on embeddings, GPT-2's Conv1D). Returns the adapter folder, for Engine.from_loaded(adapter=)."""
+    from llmlab.peft.checkpoint import load_adapter, resolve_adapter_folder
+    from llmlab.peft.peft_format import merge_lora_adapter, runs_only_merged
+
+    folder = resolve_adapter_folder(str(adapter))
+    if merge or runs_only_merged(folder):
+        merge_lora_adapter(model, folder, inplace=True)
+    else:  # unmerged; the engine runs it (a soft prompt as a prefix)
+        load_adapter(model, folder)
+    return folder
+
+
 def load_engine(
     model: str, device: str = "auto", precision: str = "auto", adapter: str | Path | None = None
 ) -> Engine:
@@ -201,12 +219,5 @@ def load_engine(
     from llmlab.models import load_model
 
     loaded = load_model(model, device=device)
-    if adapter is not None:
-        from llmlab.peft.checkpoint import resolve_adapter_folder
-        from llmlab.peft.peft_format import merge_lora_adapter
-
-        adapter = resolve_adapter_folder(str(adapter))
-        merge_lora_adapter(loaded.model, adapter, inplace=True)
-    engine = Engine.from_loaded(loaded, precision=precision)
-    engine.adapter = None if adapter is None else Path(adapter)
-    return engine
+    folder = None if adapter is None else put_adapter(loaded.model, adapter)
+    return Engine.from_loaded(loaded, precision=precision, adapter=folder)

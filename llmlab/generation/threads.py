@@ -24,6 +24,10 @@ fewer than the cores), `idle` (the cores idle over 50 ms when the engine is made
 `OMP_NUM_THREADS` is respected as well: llmlab then leaves the thread count alone. Where /proc/stat is
 missing (not Linux), `follow` keeps PyTorch's count.
 
+`at_most(n)` lowers the count to n for a block and restores it after: a component that runs faster with
+fewer threads on a many-core machine (the span reader, llmlab/rag/reader.py) uses it instead of changing
+the process's count for good.
+
 No parity test (a scheduling setting, not a computation): tests/generation/test_threads.py checks the policies
 on scripted CPU counters and that the engine applies them; bench/threads.py measures them.
 """
@@ -32,7 +36,8 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from llmlab.errors import ConfigError
@@ -192,3 +197,19 @@ class DecodingThreads:
         """Once per decoding step."""
         if self.follower is not None:
             self.follower.update()
+
+
+@contextmanager
+def at_most(threads: int) -> Iterator[None]:
+    """torch's thread count lowered to `threads` inside the block (left alone when it is already that low),
+    and restored when the block ends: a cap for one component, not a change to the process's count."""
+    import torch
+
+    before = torch.get_num_threads()
+    if before > threads:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)

@@ -318,7 +318,7 @@ def load_adapter(
 
 
 def _load_lora(model: nn.Module, folder: Path, name: str, train: bool) -> None:
-    config, modules, raw = peft_format.read_lora_for_loading(folder)
+    config, modules, saved, raw = peft_format.read_lora_for_loading(folder)
     missing = [m for m in modules if m not in dict(model.named_modules())]
     if missing:
         raise ModelError(
@@ -346,7 +346,6 @@ def _load_lora(model: nn.Module, folder: Path, name: str, train: bool) -> None:
                     )
                 target.copy_(value)
     if config.modules_to_save:
-        saved = peft_format.read_saved_modules(folder / peft_format.WEIGHTS_NAME, config.modules_to_save)
         peft_format.copy_saved_modules(model, saved, folder)
         heads = sorted({key.split(".")[0] for key in saved})
         list_adapters(model)[name].modules_to_save = heads

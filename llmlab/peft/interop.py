@@ -102,7 +102,7 @@ def import_peft(peft_dir: str | Path, out: str | Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     raw = peft_format.peft_config_raw(folder)
     if method == "lora":
-        config, modules, _ = peft_format.read_lora_for_loading(folder)
+        config, modules, _, _ = peft_format.read_lora_for_loading(folder)
         tensors = load_file(str(folder / peft_format.WEIGHTS_NAME))
         settings = {"rank": config.r, "alpha": config.lora_alpha, "dropout": float(raw.get("lora_dropout") or 0.0),
                     "targets": raw.get("target_modules"), "rslora": config.use_rslora}  # fmt: skip

@@ -171,11 +171,22 @@ def _in_modules(name: str, modules: Sequence[str]) -> bool:
 
 def read_adapter_weights(path: str | Path, saved: Sequence[str] = ()) -> dict[str, LoraWeights]:
     """Group the tensors of `adapter_model.safetensors` by the module they adapt (names as in the model),
-    leaving out those of the `saved` modules (modules_to_save; `read_saved_modules` reads them)."""
+    leaving out those of the `saved` modules (modules_to_save)."""
+    return read_adapter_tensors(path, saved)[0]
+
+
+def read_adapter_tensors(
+    path: str | Path, saved: Sequence[str] = ()
+) -> tuple[dict[str, LoraWeights], dict[str, torch.Tensor]]:
+    """`adapter_model.safetensors`, read once and split: its LoRA tensors grouped by the module they adapt, and
+    the tensors of the `saved` modules (peft's modules_to_save: `classifier.weight`, ...); names as in the
+    model."""
     modules: dict[str, LoraWeights] = {}
+    kept: dict[str, torch.Tensor] = {}
     for key, tensor in _load_weights(path).items():
         name = key.removeprefix(PREFIX)
         if _in_modules(name, saved):
+            kept[name] = tensor
             continue
         if name.endswith(".base_layer.weight"):
             modules.setdefault(name.removesuffix(".base_layer.weight"), LoraWeights()).base_weight = tensor
@@ -187,14 +198,7 @@ def read_adapter_weights(path: str | Path, saved: Sequence[str] = ()) -> dict[st
         part = match["part"]
         weights.embedding = part.startswith("lora_embedding")
         setattr(weights, part[-1], tensor)
-    return modules
-
-
-def read_saved_modules(path: str | Path, saved: Sequence[str]) -> dict[str, torch.Tensor]:
-    """The tensors of the `saved` modules (peft's modules_to_save: `classifier.weight`, ...), by their name in
-    the model."""
-    tensors = {key.removeprefix(PREFIX): t for key, t in _load_weights(path).items()}
-    return {name: t for name, t in tensors.items() if _in_modules(name, saved)}
+    return modules, kept
 
 
 @torch.no_grad()
@@ -229,7 +233,7 @@ def merge_lora_adapter(model: nn.Module, folder: str | Path, inplace: bool = Fal
     """
     config_path, weights_path = adapter_files(folder)
     config = read_adapter_config(config_path)
-    modules = read_adapter_weights(weights_path, config.modules_to_save)
+    modules, saved = read_adapter_tensors(weights_path, config.modules_to_save)
     lora = {name: w for name, w in modules.items() if w.A is not None or w.B is not None}
     if not lora:
         raise ModelError(f"{weights_path} holds no LoRA matrices; re-save the adapter")
@@ -239,7 +243,7 @@ def merge_lora_adapter(model: nn.Module, folder: str | Path, inplace: bool = Fal
     with torch.no_grad():
         for name, weights in modules.items():
             _merge_module(found[name], name, weights, config)
-    copy_saved_modules(merged, read_saved_modules(weights_path, config.modules_to_save), Path(folder))
+    copy_saved_modules(merged, saved, Path(folder))
     return merged
 
 
@@ -428,11 +432,14 @@ def runs_only_merged(folder: str | Path) -> bool:
     return any(w.embedding or w.base_weight is not None for w in modules.values())
 
 
-def read_lora_for_loading(folder: Path) -> tuple[LoraAdapterConfig, dict[str, LoraWeights], dict[str, Any]]:
-    """Config, per-module weights and raw JSON of a peft LoRA adapter that can run live (unmerged)."""
+def read_lora_for_loading(
+    folder: Path,
+) -> tuple[LoraAdapterConfig, dict[str, LoraWeights], dict[str, torch.Tensor], dict[str, Any]]:
+    """Config, per-module weights, the saved modules' tensors (modules_to_save) and raw JSON of a peft LoRA
+    adapter that can run live (unmerged); the weights file is read once."""
     config_path, weights_path = adapter_files(folder)
     config = read_adapter_config(config_path)
-    modules = read_adapter_weights(weights_path, config.modules_to_save)
+    modules, saved = read_adapter_tensors(weights_path, config.modules_to_save)
     for module, weights in modules.items():
         if weights.embedding or weights.base_weight is not None or config.fan_in_fan_out:
             raise ConfigError(
@@ -443,7 +450,7 @@ def read_lora_for_loading(folder: Path) -> tuple[LoraAdapterConfig, dict[str, Lo
             raise ModelError(
                 f"adapter module {module} has only one of its two LoRA matrices; re-save the adapter"
             )
-    return config, modules, peft_config_raw(folder)
+    return config, modules, saved, peft_config_raw(folder)
 
 
 def read_prompt_for_loading(folder: Path) -> tuple[int, torch.Tensor]:

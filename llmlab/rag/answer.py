@@ -32,13 +32,7 @@ from llmlab.errors import ConfigError
 from llmlab.generation.config import GenerationConfig
 from llmlab.prompting.budget import count_tokens, fit_to_budget
 from llmlab.prompting.grounded import NOT_FOUND, PROMPTS, STYLES, render_grounded
-from llmlab.rag.citations import (
-    attribute,
-    is_not_found,
-    parse_citations,
-    sources_from,
-    validate_citations,
-)
+from llmlab.rag.citations import attribute, is_not_found, parse_citations, sources_from, validate_citations
 from llmlab.rag.extractive import SpanConstraint, extractive_answer, span_constraint
 from llmlab.rag.relevance import THRESHOLD as GATE_THRESHOLD
 from llmlab.rag.relevance import gate_applies, on_topic_probability, relevance_features
@@ -372,6 +366,12 @@ class Answerer:
             return self.config.prompt
         return "zero-shot" if getattr(self.engine, "adapter", None) is not None else "few-shot"
 
+    @functools.cached_property
+    def _generator_size(self) -> int | None:
+        """The generator's parameter count (counted once: an Answerer's engine is fixed); None without one."""
+        model = getattr(self._engine, "model", None)
+        return sum(p.numel() for p in model.parameters()) if model is not None else None
+
     @property
     def style(self) -> str:
         """The answer style in effect: --answer-style, with auto resolved by the model's size (reader under
@@ -380,8 +380,7 @@ class Answerer:
         if style == "auto" and self._engine is None:
             style = "reader"
         elif style == "auto":
-            model = getattr(self._engine, "model", None)
-            size = sum(p.numel() for p in model.parameters()) if model is not None else None
+            size = self._generator_size
             style = "reader" if size is not None and size < AUTO_SMALL_MODEL_PARAMETERS else "free"
         if style == "extractive" and not hasattr(self.engine, "eos_ids"):
             raise ConfigError(

@@ -53,6 +53,8 @@ READER_BASE = "minilm-l6"
 MAX_ANSWER_TOKENS = 30
 SEQ_LEN = 256
 """Window length in tokens (the training runs' --seq-len); longer chunks are read in overlapping windows."""
+MAX_THREADS = 8
+"""The most torch threads a read uses (the count is lowered only while reading, then restored)."""
 
 
 NUMBER_QUESTION = re.compile(
@@ -161,7 +163,10 @@ class Reader:
     def read(self, question: str, texts: Sequence[str]) -> ReadSpan | None:
         """The span the decision picks over all `texts` (in retrieval order), or None when no text has a
         context token."""
-        chosen = read_spans(self.model, self.tokenizer, question, texts, self.seq_len, MAX_ANSWER_TOKENS)
+        from llmlab.generation.threads import at_most
+
+        with at_most(MAX_THREADS):
+            chosen = read_spans(self.model, self.tokenizer, question, texts, self.seq_len, MAX_ANSWER_TOKENS)
         return decide(question, texts, chosen, self.rule)
 
     def answers(self, span: ReadSpan | None) -> bool:
@@ -223,7 +228,6 @@ def load_reader(folder: str = "auto") -> Reader:
     adapter_config.json names; auto: the packaged one, on minilm-l6), or a `finetune full --task
     extractive-qa` run folder. Its margin is the folder's
     reader.json `null_margin` (0 without one)."""
-    import torch
     from transformers import AutoModelForQuestionAnswering, AutoTokenizer
 
     from llmlab.models.loading import model_folder
@@ -246,7 +250,6 @@ def load_reader(folder: str = "auto") -> Reader:
             decision = Decision(
                 margin, tuple(saved["rank_bonus"]), saved.get("refusal"), saved.get("threshold", 0.5)
             )
-    torch.set_num_threads(min(torch.get_num_threads(), 8))
     if (path / "adapter_config.json").is_file():
         config = json.loads((path / "adapter_config.json").read_text(encoding="utf-8"))
         base, _, _ = model_folder(config.get("base_model_name_or_path") or READER_BASE)

@@ -57,10 +57,10 @@ def _normalise(text: str) -> str:
 
 
 def rank_by_reference(references: Sequence[str], completions: Sequence[str]) -> list[int]:
-    """The `reference` rule for one prompt: completions containing one of `references` (any case, spaces
-    collapsed, not inside a longer word: "no" is not found in "not") rank above the others, and among them
-    fewer characters (stripped) ranks higher; the others tie (a shorter wrong answer is not better: with
-    "shorter" among them too, DPO learned to answer "1" to everything)."""
+    """The `reference` rule (EXPLAINED["reference"]) for one prompt, with any of `references` counting: found in
+    any case, spaces collapsed, not inside a longer word ("no" is not found in "not"); length is counted
+    stripped. The misses tie because a shorter wrong answer is not better: with "shorter" among them too, DPO
+    learned to answer "1" to everything."""
     patterns = [re.compile(rf"(?<!\w){re.escape(_normalise(a))}(?!\w)") for a in references]
     hits = [any(p.search(_normalise(c)) for p in patterns) for c in completions]
     # a hit beats any miss; among hits the shorter wins; misses tie (a short wrong answer is no better)
@@ -70,25 +70,22 @@ def rank_by_reference(references: Sequence[str], completions: Sequence[str]) -> 
 
 
 def reference(path: str) -> Ranker:
-    """Completions that contain the prompt's reference answer (any case, spaces collapsed) rank above those
-    that do not, the shorter first; the others tie (`rank_by_reference`). The references are read from `path`, a
-    JSONL file of {"prompt", "reference"} records (a reference may be a list: any of them counts)."""
+    """The `reference` ranker (`rank_by_reference`) with the prompts' references read from `path`, a JSONL file
+    of {"prompt", "reference"} records (a reference may be a list: any of them counts)."""
     return _with_references(path, "reference", rank_by_reference)
 
 
 def rank_by_f1(references: Sequence[str], completions: Sequence[str]) -> list[int]:
-    """The `f1` rule for one prompt: a higher SQuAD token F1 against the best-matching reference ranks
-    higher (graded: a short answer that is the reference beats a sentence that contains it, which beats one
-    sharing a word); equal F1 ties, so the answers that share no word with the reference all tie (a shorter
-    wrong answer is not better)."""
+    """The `f1` rule (EXPLAINED["f1"]) for one prompt, against the best-matching of `references`. It is
+    graded: a short answer that is the reference beats a sentence that contains it, which beats one sharing a
+    word; and a shorter wrong answer is not better."""
     from llmlab.evaluation.metrics.f1 import f1_score
 
     return ranks_from_scores([round(f1_score(c, references), 6) for c in completions])
 
 
 def f1(path: str) -> Ranker:
-    """Completions ranked by SQuAD token F1 against the prompt's reference answer (`rank_by_f1`), read from
-    `path` as for `reference`."""
+    """The `f1` ranker (`rank_by_f1`) with the prompts' references read from `path` as for `reference`."""
     return _with_references(path, "f1", rank_by_f1)
 
 
@@ -139,6 +136,23 @@ RULES = {
     "f1": "a higher SQuAD token F1 against the prompt's reference answer in {word} is better; equal F1 ties "
     "(completions sharing no word with it all tie)",
 }
+
+
+EXPLAINED = {
+    "f1": "a completion with a higher SQuAD token F1 against the question's reference answer (the words it shares "
+    "with it, against its length and the reference's) is better; equal F1 ties, so completions that share no "
+    "word with the reference all tie",
+    "reference": "a completion that contains the question's reference answer (any case, whole words) beats one "
+    "that does not, and among those the shorter is better; completions without it tie",
+}
+"""The rules of the rankers that read reference answers, in full (the flywheel's report quotes them): the one
+statement of each rule, which RULES shortens for the log and rank_by_f1 / rank_by_reference apply."""
+
+CRITERIA = {
+    "f1": "token F1 against the reference answer",
+    "reference": "contains the reference answer, then shorter",
+}
+"""The criterion the rankings of each of those rankers record (the flywheel's `feedback rank --criterion`)."""
 
 
 def make_ranker(name: str) -> tuple[Ranker, str]:

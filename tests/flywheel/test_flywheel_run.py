@@ -180,3 +180,24 @@ def test_adapter_none_uses_the_model_as_is_and_a_bad_adapter_names_the_step(conf
                if "--model" in argv and argv[0] != "reward")  # fmt: skip
     with pytest.raises(FlywheelError, match=r"flywheel step base: --adapter nowhere: .*nowhere"):
         plan(replace(config, adapter="nowhere"))
+
+
+def test_the_reference_rankers_rules_are_stated_once(config: FlywheelConfig) -> None:
+    """The rankers module states each reference ranker's rule in full (EXPLAINED, quoted by the report) and
+    its criterion (CRITERIA); the flywheel's rank step passes them on instead of keeping its own copies."""
+    from dataclasses import replace
+
+    import llmlab
+    from llmlab.rlhf.rankers import CRITERIA, EXPLAINED, PARAMETRIC
+
+    assert set(EXPLAINED) == set(CRITERIA) == {"f1", "reference"} and set(CRITERIA) <= set(PARAMETRIC)
+    for name in CRITERIA:
+        steps = plan(replace(config, ranker=name))
+        rank = next(argv for s in steps for argv in s.commands if argv[:2] == ["feedback", "rank"])
+        references = Path(config.out) / "03-ask" / "references.jsonl"
+        assert rank[rank.index("--ranker") + 1] == f"{name}:{references}"
+        assert rank[rank.index("--criterion") + 1] == CRITERIA[name]
+    package = Path(llmlab.__file__).parent
+    sources = "\n".join(p.read_text(encoding="utf-8") for p in sorted(package.rglob("*.py")))
+    for text in [*(rule[:40] for rule in EXPLAINED.values()), *(f'"{c}"' for c in CRITERIA.values())]:
+        assert sources.count(text) == 1, f"{text!r} is written more than once in llmlab/"

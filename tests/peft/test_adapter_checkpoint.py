@@ -198,6 +198,40 @@ def _classifier_logits(model) -> torch.Tensor:
         return model(input_ids=ids, attention_mask=(ids != 3).long()).logits
 
 
+def test_a_lora_adapter_with_a_saved_head_reads_its_weights_once(tmp_path, monkeypatch) -> None:
+    """Loading (live or merged) an adapter with modules_to_save reads adapter_model.safetensors once: its LoRA
+    matrices and its saved head come from the same read, and both arrive in the model."""
+    import safetensors.torch
+    from tiny import tiny_bert
+
+    from llmlab.peft.peft_format import WEIGHTS_NAME, merge_lora_adapter
+    from llmlab.training.peft_finetune import train_heads
+
+    base = tiny_bert(seed=5, num_labels=3)
+    model = copy.deepcopy(base)
+    apply_lora(model, targets=("query", "value"), rank=4, alpha=8)
+    train_heads(model, "default")
+    randomize(model, "lora_")
+    randomize(model, "classifier", seed=2, std=0.5)
+    save_adapter(model, tmp_path / "ours")
+    reads: list[str] = []
+    real = safetensors.torch.load_file
+
+    def counted(path, *args, **kwargs):
+        reads.append(str(path))
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(safetensors.torch, "load_file", counted)
+    fresh = copy.deepcopy(base)
+    load_adapter(fresh, tmp_path / "ours")
+    assert [r for r in reads if r.endswith(WEIGHTS_NAME)] == [str(tmp_path / "ours" / WEIGHTS_NAME)]
+    torch.testing.assert_close(_classifier_logits(fresh), _classifier_logits(model))
+    reads.clear()
+    merged = merge_lora_adapter(base, tmp_path / "ours")
+    assert [r for r in reads if r.endswith(WEIGHTS_NAME)] == [str(tmp_path / "ours" / WEIGHTS_NAME)]
+    torch.testing.assert_close(_classifier_logits(merged), _classifier_logits(model))
+
+
 def test_classifier_head_travels_with_a_lora_adapter_both_ways(tmp_path) -> None:
     """A sequence classifier's head trains in full next to LoRA (peft's modules_to_save for SEQ_CLS): saved
     here, peft loads it with the same logits; saved by peft, it loads here with peft's logits. The head a

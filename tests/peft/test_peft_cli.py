@@ -130,3 +130,33 @@ def test_params_table(capsys, tiny_folder) -> None:
     assert rows["prompt-tuning"]["trainable"] == 20 * hidden
     assert rows["selective"]["trainable"] == (2 * layers + 1) * hidden
     assert rows["full"]["total"] == rows["selective"]["total"]
+
+
+def test_every_loader_records_the_adapter_it_puts_on(tiny_folder, adapters) -> None:
+    """engine.adapter is the adapter folder (final/ inside the run folder) whichever loader put it on, through
+    Engine.from_loaded: the library's load_engine (merged), the CLI's merged (rag) or unmerged (eval run);
+    None without one. The adapter is on: the engine generates the adapted text."""
+    import argparse
+
+    from llmlab.cli.session import load_engine as cli_load_engine
+    from llmlab.generation.engine import load_engine
+
+    root, made = adapters
+    config = GenerationConfig(greedy=True, max_new_tokens=8, ignore_eos=True)
+
+    def generated(engine: Engine) -> str:
+        return engine.generate(
+            [render_chat(engine.tokenizer, [{"role": "user", "content": "Hello"}])], config
+        )[0].text
+
+    engine = load_engine(str(tiny_folder), "cpu", "fp32", adapter=root / "lora")
+    assert engine.adapter == root / "lora" / "final" and generated(engine) == made["lora"]
+    for merge in (True, False):
+        args = argparse.Namespace(
+            model=str(tiny_folder), device="cpu", precision="fp32", adapter=str(root / "lora")
+        )
+        _, engine = cli_load_engine(args, merge=merge)
+        assert engine.adapter == root / "lora" / "final" and generated(engine) == made["lora"]
+    args = argparse.Namespace(model=str(tiny_folder), device="cpu", precision="fp32", adapter=None)
+    assert cli_load_engine(args)[1].adapter is None
+    assert load_engine(str(tiny_folder), "cpu", "fp32").adapter is None

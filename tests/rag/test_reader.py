@@ -14,7 +14,7 @@ from torch import nn
 from llmlab.errors import ConfigError
 from llmlab.prompting.grounded import NOT_FOUND
 from llmlab.rag.answer import AnswerConfig, Answerer
-from llmlab.rag.reader import Reader, load_reader
+from llmlab.rag.reader import MAX_THREADS, Reader, load_reader
 from llmlab.rag.types import Chunk, Hit
 
 
@@ -61,6 +61,38 @@ def answer(texts: list[str], reader: Reader | None = None, **config):
 
 
 READER = Reader(GoldReader(), word_tokenizer(), margin=0.0)
+
+
+class ThreadCounting(GoldReader):
+    """GoldReader that records torch's thread count at each forward."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.threads: list[int] = []
+
+    def forward(self, input_ids, token_type_ids, attention_mask):
+        self.threads.append(torch.get_num_threads())
+        return super().forward(input_ids, token_type_ids, attention_mask)
+
+
+def test_reader_caps_threads_only_while_it_reads(tmp_path):
+    """Loading a reader leaves torch's thread count as it was (it used to lower it to 8 for good); a read runs
+    on at most MAX_THREADS threads and restores the count after."""
+    from training.task_data import save_tiny_bert
+
+    before = torch.get_num_threads()
+    many = MAX_THREADS + 4
+    torch.set_num_threads(many)
+    try:
+        load_reader(str(save_tiny_bert(tmp_path / "bert", tokenizer=word_tokenizer())))
+        assert torch.get_num_threads() == many
+        model = ThreadCounting()
+        span = Reader(model, word_tokenizer()).read("Where is the gold?", ["the gold is here"])
+        assert span is not None and span.text == "gold is"
+        assert model.threads == [MAX_THREADS]
+        assert torch.get_num_threads() == many
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_quotes_the_span_and_cites_its_chunk():
@@ -132,3 +164,28 @@ def test_decision_ranks_chunks_and_refuses_by_its_fitted_model():
     assert unranked.probability == pytest.approx(1 / (1 + math.exp(2.25)))  # -1 + 0.5 * 5.5 - 4
     assert not Decision(weights=weights).answers(unranked)
     assert decide(question, texts, [None, None], ranked) is None
+
+
+class CountedParameters(nn.Module):
+    """A 10-parameter stand-in for a generator's model that counts the calls to parameters()."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(10))
+        self.calls = 0
+
+    def parameters(self, recurse: bool = True):
+        self.calls += 1
+        return super().parameters(recurse)
+
+
+def test_auto_style_sizes_the_generator_once():
+    """--answer-style auto picks the reader for a small generator, counting its parameters on the first
+    question only (an Answerer's engine is fixed)."""
+    model = CountedParameters()
+    config = AnswerConfig(answer_style="auto")
+    answerer = Answerer(None, SimpleNamespace(model=model), config, reader=READER)  # type: ignore[arg-type]
+    for _ in range(2):
+        stream = answerer.stream("Where is the gold?", hits=hits("under the bridge gold coins lie"))
+        assert "".join(stream) == "gold coins"
+    assert model.calls == 1
