@@ -207,8 +207,8 @@ class ToolCaller:
         self._numbers = conversation_numbers(messages) if self.config.ground_numbers else None
         self._texts = conversation_texts(messages)
         self._scored: dict[str, float] = {}
-        if mode == "none":
-            out = self._generate(prompt, self.config.max_text_tokens)
+        if mode == "none":  # a text answer: a call the model starts writing anyway is cut off
+            out = self._generate(prompt, self.config.max_text_tokens, [self.fmt.trigger])
             reply = Reply(out.text, out.text.strip(), [])
         elif not self.config.constrain:
             reply = self._free(prompt, allowed)

@@ -154,3 +154,20 @@ def test_bad_answer_style_names_the_flag() -> None:
 def test_a_value_is_held_only_whole() -> None:
     assert holds_results("It is 7006652.", ["7006652"]) and holds_results("15% of it", ["15"])
     assert not holds_results("It is 150.", ["15"]) and not holds_results("1.5 or 215", ["15"])
+
+
+def test_an_answer_without_tools_ends_before_a_call_the_model_starts(tiny_tok) -> None:
+    """The plan policy's answer is asked with tool_choice none: SmolLM2 sometimes goes on with <tool_call>
+    markup (seen on the Tokyo time task); the answer is the text before it."""
+
+    def intend(prompt: str) -> str:
+        if "<|im_start|>tool" not in prompt.split(TASK)[-1]:
+            return (
+                '<tool_call>\n{"name": "calculator", "arguments": {"expression": "1234*5678"}}\n</tool_call>'
+            )
+        return 'It is 7006652.\n<tool_call>\n{"name": "calculator", "arguments": {"expression": "1+1"}}'
+
+    config = AgentConfig(caller=CallerConfig(copy_arguments=False, answer_style="free"))
+    result = Agent(ScriptedEngine(tiny_tok, intend), [calculator], config).run(TASK)
+    assert [s.observation for s in result.steps] == ["7006652"]
+    assert result.answer == "It is 7006652."
