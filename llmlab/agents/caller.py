@@ -114,29 +114,17 @@ class CallerConfig:
     number, then the values); auto: template for models under COPY_BELOW parameters, free for larger ones."""
 
     def __post_init__(self) -> None:
-        if self.selection not in SELECTIONS:
-            raise ConfigError(f"--selection must be one of {', '.join(SELECTIONS)}, got {self.selection!r}")
-        if self.listing not in LISTINGS:
-            raise ConfigError(f"--listing must be one of {', '.join(LISTINGS)}, got {self.listing!r}")
-        if self.call_format not in FORMATS:
-            raise ConfigError(f"--call-format must be one of {', '.join(FORMATS)}, got {self.call_format!r}")
-        if self.optional_arguments not in OPTIONAL_POLICIES:
-            raise ConfigError(
-                f"--optional-arguments must be one of {', '.join(OPTIONAL_POLICIES)}, "
-                f"got {self.optional_arguments!r}"
-            )
-        if self.value_choice not in VALUE_CHOICES:
-            raise ConfigError(
-                f"--value-choice must be one of {', '.join(VALUE_CHOICES)}, got {self.value_choice!r}"
-            )
-        if self.next_call not in NEXT_CALLS:
-            raise ConfigError(f"--next-call must be one of {', '.join(NEXT_CALLS)}, got {self.next_call!r}")
-        if self.answer_style not in ANSWER_STYLES:
-            raise ConfigError(
-                f"--answer-style must be one of {', '.join(ANSWER_STYLES)}, got {self.answer_style!r}"
-            )
-        if self.abstain not in ABSTAIN:
-            raise ConfigError(f"--abstain must be one of {', '.join(ABSTAIN)}, got {self.abstain!r}")
+        choices = {
+            "selection": SELECTIONS, "listing": LISTINGS, "call_format": FORMATS,
+            "optional_arguments": OPTIONAL_POLICIES, "value_choice": VALUE_CHOICES, "next_call": NEXT_CALLS,
+            "answer_style": ANSWER_STYLES, "abstain": ABSTAIN,
+        }  # fmt: skip
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ConfigError(
+                    f"--{name.replace('_', '-')} must be one of {', '.join(allowed)}, "
+                    f"got {getattr(self, name)!r}"
+                )
         if self.copy_arguments not in (None, True, False):
             raise ConfigError(
                 f"copy_arguments must be True, False or None (auto), got {self.copy_arguments!r}"
