@@ -265,7 +265,16 @@ def test_chat_rewrites_follow_ups_and_resets(capsys, kb, monkeypatch, tiny_tok):
 
 def test_chat_json_lines(capsys, kb, monkeypatch, tiny_tok):
     fake_engine(monkeypatch, tiny_tok, [BREAD, "", BREAD])
-    lines = iter(["How long does bread bake?", "Why?"])
+    type_lines(monkeypatch, ["How long does bread bake?", "Why?"])
+    code, out, _ = run(capsys, "rag", "chat", *FREE, "--store", "kb", "--json")
+    first, second = _json_objects(out)
+    assert code == 0 and first["query"] == "How long does bread bake?"
+    assert second["query"] == "How long does bread bake? Why?"  # empty rewrite: the deterministic fallback
+
+
+def type_lines(monkeypatch, typed: list[str]) -> None:
+    """The user types these lines at the chat prompt, then ends the input (Ctrl-D)."""
+    lines = iter(typed)
 
     def read(prompt=""):
         try:
@@ -274,10 +283,6 @@ def test_chat_json_lines(capsys, kb, monkeypatch, tiny_tok):
             raise EOFError from None
 
     monkeypatch.setattr(builtins, "input", read)
-    code, out, _ = run(capsys, "rag", "chat", *FREE, "--store", "kb", "--json")
-    first, second = _json_objects(out)
-    assert code == 0 and first["query"] == "How long does bread bake?"
-    assert second["query"] == "How long does bread bake? Why?"  # empty rewrite: the deterministic fallback
 
 
 def _json_objects(text: str) -> list[dict]:
@@ -466,15 +471,7 @@ def test_rag_chat_with_the_default_span_reader(capsys, kb, monkeypatch):
 
     monkeypatch.setattr("llmlab.cli.rag._load_engine", no_engine)
     monkeypatch.setattr("llmlab.rag.reader.load_reader", lambda name: READER)
-    lines = iter(["Where is the gold?", "And the bread?"])
-
-    def read(prompt=""):
-        try:
-            return next(lines)
-        except StopIteration:
-            raise EOFError from None
-
-    monkeypatch.setattr(builtins, "input", read)
+    type_lines(monkeypatch, ["Where is the gold?", "And the bread?"])
     code, out, err = run(capsys, "rag", "chat", "--store", "kb", "--json")
     first, second = _json_objects(out)
     assert code == 0, err
