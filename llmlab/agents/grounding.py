@@ -31,7 +31,9 @@ AUTO_STYLE = "template"
 MAX_VALUES = 4
 MAX_TEXT = 120
 """A result without numbers is quoted whole only up to this many characters."""
-REFUSED = ("error:", "(same call as step")
+REPEATED = "(same call as step {index}) "
+"""How the agent loop marks the result of a call it already made (loop.py); grounding reads past it."""
+ERROR = "error:"
 WORD = re.compile(r"\S+")
 EDGE = "\"'()[]{}<>,;:.!?"
 
@@ -48,9 +50,9 @@ def observations(messages: Sequence[Mapping[str, Any]]) -> list[str]:
             found.append(text)
     out = []
     for text in reversed(found):
-        if text.startswith("(same call as step"):
+        if text.startswith(REPEATED.split("{")[0]):
             text = text.split(") ", 1)[1] if ") " in text else ""
-        if text.strip() and not text.startswith("error:"):
+        if text.strip() and not text.startswith(ERROR):
             out.append(text.strip())
     return out
 

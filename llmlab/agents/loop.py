@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from llmlab.agents.caller import CallerConfig, ToolCaller
+from llmlab.agents.grounding import REPEATED
 from llmlab.agents.parsing import ToolCall
 from llmlab.agents.planning import make_plan
 from llmlab.agents.tools import Tool, as_tool
@@ -250,7 +251,7 @@ class _Run:
             key = json.dumps([call.name, call.arguments], sort_keys=True, default=str)
             if call.error is None and key in self.seen:
                 earlier = self.steps[self.seen[key]]
-                observation, ok = f"(same call as step {earlier.index}) {earlier.observation}", earlier.ok
+                observation, ok = REPEATED.format(index=earlier.index) + earlier.observation, earlier.ok
             else:
                 observation, ok = self.agent.call_tool(call)
                 if call.error is None:
