@@ -34,15 +34,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from rag_answers import contains_answer  # bench/rag_answers.py: the SQuAD bench's rule, shared
+
 from llmlab.evaluation.metrics.exact_match import exact_match_score
 from llmlab.evaluation.metrics.f1 import f1_score
-
-
-def contains_answer(text: str, answers: list[str]) -> bool:
-    from llmlab.evaluation.metrics import normalize_answer
-
-    haystack = f" {normalize_answer(text)} "
-    return any(f" {normalize_answer(a)} " in haystack for a in answers if normalize_answer(a))
 
 
 def questions_of(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
