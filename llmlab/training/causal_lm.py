@@ -91,14 +91,17 @@ def token_losses(model: nn.Module, batch: Batch) -> tuple[torch.Tensor, torch.Te
     head in chunks (`chunked_losses`), so the (N, V) logits are never held at once."""
     parts = split_head(model)
     if parts is None:
-        logits, y = target_logits(model, batch)
-    else:
-        body, head = parts
-        hidden, y = target_hidden(body, batch, model)  # (N, H), (N,)
-        if hidden.shape[0] * head.weight.shape[0] > CHUNK_LOGITS:
-            return chunked_losses(head, hidden, y)
-        logits = head(hidden)  # (N, V)
-    return _plain_loss(logits, y)
+        return _plain_loss(*target_logits(model, batch))
+    body, head = parts
+    return head_losses(head, *target_hidden(body, batch, model))
+
+
+def head_losses(head: Any, hidden: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """`token_losses` of hidden states (N, H) and their targets (N,) through the output projection `head`:
+    in chunks (`chunked_losses`) when the N × V logits would be large, else at once."""
+    if hidden.shape[0] * head.weight.shape[0] > CHUNK_LOGITS:
+        return chunked_losses(head, hidden, y)
+    return _plain_loss(head(hidden), y)  # (N, V) logits
 
 
 def _plain_loss(logits: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,29 +1,70 @@
-"""Will the run fit? The memory estimate of `llmlab models info` for this run, checked before it starts.
+"""Will the run fit? The run's peak memory, estimated and checked before it starts.
 
-The estimate is the "full fine-tune" row of `llmlab.models.sizing` (a dry run of two AdamW steps on fake
-tensors at the run's micro-batch and sequence length, fp32): weights + gradients + optimizer + activations.
-Available memory is the OS's MemAvailable on the CPU (what can be allocated without swapping), or the free
-memory of the CUDA device.
+The estimate is a dry run of two AdamW steps of llmlab's own training step on fake tensors at the run's
+micro-batch and sequence length, fp32 (`training_dry_run`): the MLPs as the trainer runs them (`lean_mlps`)
+and the loss as it computes it (the output projection a chunk of rows at a time when the logits would be
+large, `causal_lm.head_losses`); weights + gradients + optimizer + activations. `llmlab models info` shows
+transformers' plain step instead (whole logits, its MLP), which needs more. Available memory is the OS's
+MemAvailable on the CPU (what can be allocated without swapping), or the free memory of the CUDA device.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 from llmlab.errors import ConfigError
+from llmlab.models.dry_run import DryRun
 from llmlab.models.sizing import MemoryEstimate
+
+
+def training_dry_run(
+    hf_config: Any, batch_size: int, seq_len: int, setup: Callable[[Any], list[Any]]
+) -> DryRun:
+    """Live bytes of two training steps on fake tensors (llmlab.models.dry_run): `setup` prepares the model
+    (a PEFT method injected, say) and returns the trained tensors; the MLPs run as the trainer runs them, the
+    language-model loss over `batch_size` rows of `seq_len` tokens as `CausalLMObjective` computes it (every
+    position a target: fake tensors cannot take a boolean mask), backward, AdamW on the trained tensors, fp32."""
+    import torch
+
+    from llmlab.models import dry_run
+    from llmlab.models.loading import transformer_kind
+    from llmlab.training.causal_lm import head_losses, hidden_states, split_head
+    from llmlab.training.lean import lean_mlps
+
+    def loss(model: Any, batch: dict[str, Any]) -> Any:
+        parts = split_head(model)
+        if parts is None:  # encoders, encoder-decoders, scaled logits: the model's own loss
+            return dry_run._loss(model, transformer_kind(model.config), batch["input_ids"], None)
+        hidden = hidden_states(parts[0], batch, model)[:, -seq_len:].flatten(0, 1)  # (B T, H)
+        return head_losses(parts[1], hidden, batch["input_ids"].flatten())[0]
+
+    def step(model: Any) -> int:
+        model.train()
+        params = setup(model)
+        lean_mlps(model)
+        optimizer = torch.optim.AdamW(params, lr=1e-4)
+        ids = torch.zeros(batch_size, seq_len, dtype=torch.long)
+        batch = {"input_ids": ids, "position_ids": torch.arange(seq_len).repeat(batch_size, 1)}
+        for _ in range(2):
+            loss(model, batch).backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+        del optimizer
+        return sum(p.numel() for p in params)
+
+    return dry_run._measure(hf_config, torch.float32, step)
 
 
 def estimate_full_training(config: Any, batch_size: int, seq_len: int, shards: int = 1) -> MemoryEstimate:
     """Peak memory of full training at this micro-batch size and length (fp32 weights, AdamW), for one
     process; with `shards` > 1 (--fsdp over that many processes) each keeps that share of the weights,
     gradients and optimizer state, plus one transformer block gathered whole while it runs."""
-    from llmlab.models import dry_run
     from llmlab.models.sizing import model_shape
 
     shape = model_shape(config)
-    run = dry_run.training_peak(config, "full", batch_size, seq_len)
+    run = training_dry_run(config, batch_size, seq_len, lambda model: list(model.parameters()))
     weights, grads, optim = shape.parameters * 4, run.trainable * 4, run.trainable * 8
     rest = max(0, run.peak_bytes - weights - grads - optim)
     detail = f"fp32, AdamW, all weights: {run.trainable:,} trainable parameters"

@@ -353,42 +353,12 @@ def describe_counts(counts: dict[str, int]) -> str:
 def estimate_peft_training(
     hf_config: Any, batch_size: int, seq_len: int, setup: Callable[[Any], list[Any]]
 ) -> MemoryEstimate:
-    """Peak memory of two training steps of a PEFT method: a dry run on fake tensors (llmlab.models.dry_run)
-    of the recipe's own step: `setup` injects the method and returns the trained tensors; the language-model
-    loss on `batch_size` rows of `seq_len` tokens, backward, AdamW on the trained tensors only, fp32."""
-    import torch
-    import torch.nn.functional as F
-
-    from llmlab.models.dry_run import _measure
+    """Peak memory of two training steps of a PEFT method (`memory.training_dry_run`): `setup` injects the
+    method and returns the trained tensors; AdamW on those only, fp32."""
     from llmlab.models.sizing import model_shape
-    from llmlab.training.causal_lm import hidden_states, split_head
+    from llmlab.training.memory import training_dry_run
 
-    def loss(model: Any, batch: dict[str, Any]) -> Any:
-        """CausalLMObjective's loss with every position a target (fake tensors cannot take a boolean mask)."""
-        parts = split_head(model)
-        if parts is None:
-            out = model(input_ids=batch["input_ids"], use_cache=False)
-            if getattr(out, "logits", None) is None:  # an encoder body (a classifier's head is tiny)
-                return out.last_hidden_state.float().square().sum()
-            logits = out.logits[:, -seq_len:]
-        else:
-            logits = parts[1](hidden_states(parts[0], batch, model)[:, -seq_len:])  # (B, T, V)
-        return F.cross_entropy(logits.flatten(0, 1).float(), batch["input_ids"].flatten(), reduction="sum")
-
-    def step(model: Any) -> int:
-        model.train()
-        params = setup(model)
-        optimizer = torch.optim.AdamW(params, lr=1e-4)
-        ids = torch.zeros(batch_size, seq_len, dtype=torch.long)
-        batch = {"input_ids": ids, "position_ids": torch.arange(seq_len).repeat(batch_size, 1)}
-        for _ in range(2):
-            loss(model, batch).backward()
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-        del optimizer
-        return sum(p.numel() for p in params)
-
-    run = _measure(hf_config, torch.float32, step)
+    run = training_dry_run(hf_config, batch_size, seq_len, setup)
     weights = model_shape(hf_config).parameters * 4
     grads, optim = run.trainable * 4, run.trainable * 8
     rest = max(0, run.peak_bytes - weights - grads - optim)
