@@ -420,3 +420,19 @@ def test_a_page_that_is_only_a_running_line_keeps_it():
 
     pages = ["Draft 1\n\nText one.", "Draft 2\n\nText two.", "Draft 3", "Draft 4\nText four."]
     assert without_running_lines(pages) == ["Text one.", "Text two.", "Draft 3", "Text four."]
+
+
+def test_the_layout_grid_is_pypdfs_own_on_a_page_without_footnotes(tmp_path):
+    """`_layout_grids` repeats the steps of pypdf's private `_layout_mode_text` (to split footnotes off in
+    between). On a page with no footnote and Helvetica's own space width, its grid must be exactly pypdf's
+    layout-mode text: when a pypdf release changes those steps, this fails here instead of the loader's text
+    quietly drifting from pypdf's."""
+    from pypdf import PdfReader
+
+    from llmlab.rag.loaders.pdf import _layout_grids
+
+    path = two_column_pdf(tmp_path / "report.pdf")
+    for page in PdfReader(path).pages:
+        grid, notes = _layout_grids(page)
+        assert (grid, notes) == (page.extract_text(extraction_mode="layout"), "")
+    assert "Left column" in _layout_grids(PdfReader(path).pages[0])[0]
