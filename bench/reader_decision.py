@@ -55,11 +55,9 @@ def questions_of(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def read_all(heldout: Path, reader_folder: str, depth: int) -> dict[str, Any]:
     """Build the store over the held-out documents and read every question's chunks (both variants)."""
-    from llmlab.generation.threads import at_most
     from llmlab.rag.answer import AnswerConfig
-    from llmlab.rag.reader import MAX_ANSWER_TOKENS, MAX_THREADS, load_reader
+    from llmlab.rag.reader import load_reader
     from llmlab.rag.store import Store
-    from llmlab.training.extractive_qa import read_spans
 
     records = [json.loads(x) for x in heldout.read_text(encoding="utf-8").splitlines() if x.strip()]
     documents: dict[str, list[str]] = {}
@@ -90,9 +88,7 @@ def read_all(heldout: Path, reader_folder: str, depth: int) -> dict[str, Any]:
             answerable = list(range(min(k, len(chunks))))
             missing = [c for c, ch in enumerate(chunks) if not ch["gold"]][:k]
             needed = sorted(set(answerable) | set(missing))
-            with at_most(MAX_THREADS):  # as Reader.read does
-                spans = read_spans(reader.model, reader.tokenizer, q["question"],
-                                   [chunks[c]["text"] for c in needed], reader.seq_len, MAX_ANSWER_TOKENS)  # fmt: skip
+            spans = reader.spans(q["question"], [chunks[c]["text"] for c in needed])  # as Reader.read reads
             for c, s in zip(needed, spans, strict=True):
                 if s is not None:
                     chunks[c].update(span=[s.score, s.start, s.end, s.null_score])

@@ -55,6 +55,8 @@ SEQ_LEN = 256
 """Window length in tokens (the training runs' --seq-len); longer chunks are read in overlapping windows."""
 MAX_THREADS = 8
 """The most torch threads a read uses (the count is lowered only while reading, then restored)."""
+CODE_WORDS = 3
+"""A span starting inside a code span of at most this many words starts where the code span does."""
 
 
 NUMBER_QUESTION = re.compile(
@@ -66,6 +68,31 @@ NUMBER_WORDS = re.compile(
     r"|november|december|century|year|years|day|days)\b",
     re.IGNORECASE,
 )
+
+
+def whole_markup(text: str, span: SpanChoice | None) -> SpanChoice | None:
+    """The span kept to the Markdown unit it starts in: one that starts inside a `code span` ends with it at the
+    latest (a flag or a command, not the sentence after it) and, when the code span has at most CODE_WORDS
+    words (a name, not a message), starts with it (`config.yaml`, not `yaml`); every span ends before a table
+    cell's edge `|` (one cell, not a row). The quote stays a verbatim slice of `text`; text with neither
+    backticks nor pipes, as prose is, keeps the reader's span."""
+    if span is None:
+        return None
+    start, end = span.start, span.end
+    line = text.rfind("\n", 0, start) + 1
+    if text.count("`", line, start) % 2 == 1:  # an odd number of backticks before it on its line: inside one
+        close = text.find("`", start)
+        if close >= 0 and "\n" not in text[start:close]:
+            opened = text.rfind("`", line, start) + 1
+            if len(text[opened:close].split()) <= CODE_WORDS:
+                start = opened
+            end = min(end, close)
+    edge = text.find("|", start, end)
+    if edge >= 0:
+        end = start + len(text[start:edge].rstrip(" \t`"))
+    if end <= start:
+        return span
+    return SpanChoice(span.score, start, end, span.null_score)
 
 
 @dataclass
@@ -160,14 +187,18 @@ class Reader:
     def rule(self) -> Decision:
         return self.decision if self.decision is not None else Decision(margin=self.margin)
 
-    def read(self, question: str, texts: Sequence[str]) -> ReadSpan | None:
-        """The span the decision picks over all `texts` (in retrieval order), or None when no text has a
-        context token."""
+    def spans(self, question: str, texts: Sequence[str]) -> list[SpanChoice | None]:
+        """Each text's best span (kept to the Markdown unit it starts in: `whole_markup`) and no-answer score."""
         from llmlab.generation.threads import at_most
 
         with at_most(MAX_THREADS):
             chosen = read_spans(self.model, self.tokenizer, question, texts, self.seq_len, MAX_ANSWER_TOKENS)
-        return decide(question, texts, chosen, self.rule)
+        return [whole_markup(t, s) for t, s in zip(texts, chosen, strict=True)]
+
+    def read(self, question: str, texts: Sequence[str]) -> ReadSpan | None:
+        """The span the decision picks over all `texts` (in retrieval order), or None when no text has a
+        context token."""
+        return decide(question, texts, self.spans(question, texts), self.rule)
 
     def answers(self, span: ReadSpan | None) -> bool:
         return self.rule.answers(span)

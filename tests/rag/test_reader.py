@@ -189,3 +189,38 @@ def test_auto_style_sizes_the_generator_once():
         stream = answerer.stream("Where is the gold?", hits=hits("under the bridge gold coins lie"))
         assert "".join(stream) == "gold coins"
     assert model.calls == 1
+
+
+def spans_of(text: str, start: str, end: str):
+    """A SpanChoice over `text` from the first `start` to the end of the first `end` after it."""
+    from llmlab.training.extractive_qa import SpanChoice
+
+    a = text.index(start)
+    return SpanChoice(2.0, a, text.index(end, a) + len(end), -1.0)
+
+
+@pytest.mark.parametrize(
+    ("text", "start", "end", "quote"),
+    [
+        # A span that starts in a short code span (a name, a flag) is that code span, not the sentence after.
+        ("Use `llmlab chat` is a multi-turn conversation.", "chat", "multi-turn", "llmlab chat"),
+        ("| `--include GLOB`, `--exclude GLOB` | all files |", "include", "exclude GLOB", "--include GLOB"),
+        # One table cell, not the row.
+        ("| `--repetition-penalty R` | 1.0 (off) | R > 1 |", "1.0", "R > 1", "1.0 (off)"),
+        ("| 2.11 GB | 2.12 GB |", "2.11", "2.12 GB", "2.11 GB"),
+        # Prose, and a span that starts outside any code span, keep the reader's span.
+        ("The server listens on port 8000 by default.", "port", "8000", "port 8000"),
+        ("Set `a` and then the b value here.", "then", "value", "then the b value"),
+        # In a longer code span (a message, not a name), the span keeps its start and ends with the code span.
+        ("It says `not a valid .docx file (BadZipFile)` here.", "BadZipFile", "here", "BadZipFile)"),
+        # A backtick left open on the line (no closing one) is not a code span.
+        ("a ` lone backtick then words", "lone", "words", "lone backtick then words"),
+    ],
+)
+def test_a_span_keeps_to_the_markdown_unit_it_starts_in(text, start, end, quote) -> None:
+    from llmlab.rag.reader import whole_markup
+
+    got = whole_markup(text, spans_of(text, start, end))
+    assert got is not None and text[got.start : got.end] == quote
+    assert (got.score, got.null_score) == (2.0, -1.0)
+    assert whole_markup(text, None) is None
