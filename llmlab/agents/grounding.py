@@ -34,6 +34,7 @@ MAX_TEXT = 120
 REPEATED = "(same call as step {index}) "
 """How the agent loop marks the result of a call it already made (loop.py); grounding reads past it."""
 ERROR = "error:"
+"""How the agent loop starts an observation of a call that was not run or failed (loop.py); no values to hold."""
 WORD = re.compile(r"\S+")
 EDGE = "\"'()[]{}<>,;:.!?"
 

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from llmlab.agents.caller import CallerConfig, ToolCaller
-from llmlab.agents.grounding import REPEATED
+from llmlab.agents.grounding import ERROR, REPEATED
 from llmlab.agents.parsing import ToolCall
 from llmlab.agents.planning import make_plan
 from llmlab.agents.tools import Tool, as_tool
@@ -130,14 +130,14 @@ class Agent:
     def call_tool(self, call: ToolCall) -> tuple[str, bool]:
         """(observation, ok) for a parsed call: its result, or the reason it was not run or failed."""
         if call.error is not None:
-            return f"error: {call.error}", False
+            return f"{ERROR} {call.error}", False
         tool = self.tools[call.name]
         if tool.fn is None:
-            return f"error: {tool.name} has no implementation here", False
+            return f"{ERROR} {tool.name} has no implementation here", False
         try:
             arguments = bind_arguments(tool.fn, call.arguments)
         except (TypeError, ValueError) as e:
-            return f"error: the arguments of {tool.name} do not fit: {e}", False
+            return f"{ERROR} the arguments of {tool.name} do not fit: {e}", False
         timeout = self.config.tool_timeout or tool.timeout
         outcome: dict[str, Any] = {}
 
@@ -151,10 +151,10 @@ class Agent:
         worker.start()
         worker.join(timeout)
         if worker.is_alive():
-            return f"error: {tool.name} did not finish within {timeout:g} s", False
+            return f"{ERROR} {tool.name} did not finish within {timeout:g} s", False
         if "error" in outcome:
             failure = outcome["error"]
-            return f"error: {type(failure).__name__}: {failure}", False
+            return f"{ERROR} {type(failure).__name__}: {failure}", False
         return self._text(outcome.get("value")), True
 
     def _text(self, value: Any) -> str:
