@@ -1,6 +1,6 @@
 """Tool calling with SmolLM2-135M: constrained vs unconstrained decoding, measured.
 
-    python bench/agents.py [--parts project,dev,parallel,speed,bfcl] [--limit N] [--json out.json]
+    python bench/agents.py [--parts project,dev,parallel,domain-train,speed,bfcl,...] [--limit N] [--json F]
 
 - project: the project's 28 single-call tasks (bench/data/agents/tasks.jsonl; the only tasks prompts and
   decoding were tuned on), tool_choice "required": the rate of valid calls, of the right tool, and of fully
@@ -23,6 +23,11 @@
   the runs whose last step returned a result with values to quote (llmlab/agents/grounding.py), how often the
   final answer holds them verbatim, for each answer_style (free: the model's text; template; splice); the
   styles only rewrite the model's text, so one run scores all three.
+- domain-train, domain-dev: the project's domain tasks in BFCL's style (bench/data/agents/domain.jsonl, 35
+  per half: 42 domain functions with typed parameters, one to four offered), tool_choice "required", scored
+  with BFCL's AST checker rules (bench/bfcl_checker.py) as the bfcl part scores BFCL: valid calls, the right
+  function, fully correct calls; --show prints each failure and why. The train half chose the argument fixes;
+  the dev half is measured only.
 - speed: milliseconds the token masks cost per decoding step on SmolLM2's 49,152-token vocabulary, the
   first time each automaton state is seen (cold) and after (warm), beside the time of a decoding step itself.
 - bfcl: a 20-per-category subset of the Berkeley Function Calling Leaderboard v4 (simple_python, multiple,
