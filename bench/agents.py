@@ -358,7 +358,9 @@ def run_domain(engine: Any, split: str, only: list[str] | None = None, show: boo
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--parts", default="speed,project,bfcl")
-    parser.add_argument("--limit", type=int, default=20, help="BFCL items per category (as many as the built subset holds)")
+    parser.add_argument(
+        "--limit", type=int, default=20, help="BFCL items per category (as many as the built subset holds)"
+    )
     parser.add_argument(
         "--configs", help="only the decoding set-ups whose name contains one of these words (comma-separated)"
     )

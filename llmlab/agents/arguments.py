@@ -33,7 +33,10 @@ WORD = re.compile(r"\S+")
 NUMBER = re.compile(r"(?<![\w.])-?\d+(?:\.\d+)?(?![\w.]\d)")
 SPACED_MINUS = re.compile(r"(?:^|(?<=\s))-\s(\d+(?:\.\d+)?)(?![\w.]\d)")  # "5x - 3": -3 as well as 3
 UNIT_AFTER = re.compile(r"(?<![\w.])(-?\d+(?:\.\d+)?)\s?(?:%|([A-Za-z]{2,}))")  # "82 kg", "10 years"
-FUNCTION_WORDS = frozenset("a an and or the of to in on at for with by from as is are then".split())
+FUNCTION_WORDS = frozenset(
+    ["a", "an", "and", "or", "the", "of", "to", "in", "on", "at", "for", "with", "by", "from", "as", "is",
+     "are", "then"]
+)  # fmt: skip
 NUMBER_WORDS = {
     "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9,
     "ten": 10, "eleven": 11, "twelve": 12, "dozen": 12,
@@ -179,7 +182,11 @@ def distinct_items(arguments: Mapping[str, Any]) -> dict[str, Any]:
         kept: list[str] = []
         for item in value:
             low = item.lower()
-            if low in FUNCTION_WORDS or low in others or any(low in k.lower() or k.lower() in low for k in kept):
+            if (
+                low in FUNCTION_WORDS
+                or low in others
+                or any(low in k.lower() or k.lower() in low for k in kept)
+            ):
                 continue
             kept.append(item)
         out[key] = kept or value

@@ -307,7 +307,11 @@ def test_a_word_that_names_another_parameter_does_not_state_this_one() -> None:
 
 def test_a_stated_enum_value_is_the_only_one_left() -> None:
     unit = {"type": "string", "enum": ["km", "miles"], "default": "km"}
-    params = {"type": "object", "properties": {"origin": {"type": "string"}, "unit": unit}, "required": ["origin"]}
+    params = {
+        "type": "object",
+        "properties": {"origin": {"type": "string"}, "unit": unit},
+        "required": ["origin"],
+    }
     miles = stated_schema(params, "How far is it from Madrid to Berlin in miles?")
     assert miles["properties"]["unit"]["enum"] == ["miles"] and miles["required"] == ["origin", "unit"]
     both = {"type": "string", "enum": ["celsius", "fahrenheit", "kelvin"]}
@@ -322,5 +326,9 @@ def test_a_copied_list_holds_each_value_once() -> None:
         "songs": ["Hotel California", "Africa", "Hotel California and Africa", "Africa", "Road Trip", "and"],
         "values": [4.0, 4.0],
     }
-    assert distinct_items(got) == {"name": "Road Trip", "songs": ["Hotel California", "Africa"], "values": [4.0, 4.0]}
+    assert distinct_items(got) == {
+        "name": "Road Trip",
+        "songs": ["Hotel California", "Africa"],
+        "values": [4.0, 4.0],
+    }
     assert distinct_items({"tags": ["and"]}) == {"tags": ["and"]}  # nothing left: kept as written
