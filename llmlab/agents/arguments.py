@@ -32,8 +32,9 @@ EDGE = "\"'`.,;:!?()[]{}<>*"
 WORD = re.compile(r"\S+")
 NUMBER = re.compile(r"(?<![\w.])-?\d+(?:\.\d+)?(?![\w.]\d)")
 SPACED_MINUS = re.compile(r"(?:^|(?<=\s))-\s(\d+(?:\.\d+)?)(?![\w.]\d)")  # "5x - 3": -3 as well as 3
-UNIT_AFTER = re.compile(r"(?<![\w.])(-?\d+(?:\.\d+)?)\s?(?:%|([A-Za-z]{2,}))")  # "82 kg", "10 years"
-FUNCTION_WORDS = frozenset(
+UNIT_AFTER = re.compile(r"\s?([A-Za-z]{2,})\b")  # the word after a number: "82 kg", "10 years"
+JOINED = re.compile(r"\s*(?:,|,?\s*(?:and|or|to))\s*", re.I)  # "5 and 12 minutes", "2, 3 or 4 days"
+FUNCTION_WORDS = frozenset(  # never a copied list item, nor a unit after a number
     ["a", "an", "and", "or", "the", "of", "to", "in", "on", "at", "for", "with", "by", "from", "as", "is",
      "are", "then"]
 )  # fmt: skip
@@ -112,11 +113,22 @@ def _number(text: str) -> int | float:
 
 def unit_numbers(texts: Iterable[str]) -> list[tuple[int | float, str]]:
     """(number, the word written right after it, lower case) for each number followed by a word of two
-    letters or more ("82 kg" -> (82, "kg"), "10 years" -> (10, "years"))."""
+    letters or more ("82 kg" -> (82, "kg"), "10 years" -> (10, "years")); a number joined to the next one by
+    "and", "or", "to" or a comma takes that one's word ("5 and 12 minutes" -> (5, "minutes"), (12, ...))."""
     found = []
     for text in texts:
         plain = re.sub(r"(?<=\d),(?=\d{3}\b)", "", text)
-        found += [(_number(m.group(1)), m.group(2).lower()) for m in UNIT_AFTER.finditer(plain) if m.group(2)]
+        found_numbers = list(NUMBER.finditer(plain))
+        units: list[str | None] = []
+        for m in found_numbers:
+            after = UNIT_AFTER.match(plain, m.end())
+            word = after.group(1).lower() if after else None
+            units.append(word if word not in FUNCTION_WORDS else None)
+        for i in reversed(range(len(found_numbers) - 1)):
+            between = plain[found_numbers[i].end() : found_numbers[i + 1].start()]
+            if units[i] is None and JOINED.fullmatch(between):
+                units[i] = units[i + 1]
+        found += [(_number(m.group(0)), u) for m, u in zip(found_numbers, units, strict=True) if u]
     return found
 
 

@@ -277,6 +277,10 @@ def _numeric(*names: str) -> dict[str, object]:
 def test_unit_words_give_numbers_to_the_parameters_they_name() -> None:
     text = "Estimate the daily calorie needs of a 45 year old male, 82 kg and 180 cm."
     assert unit_numbers([text]) == [(45, "year"), (82, "kg"), (180, "cm")]
+    # a number joined to the next by "and", "or" or a comma shares its unit; a function word is no unit
+    assert unit_numbers(["Set timers for 5 and 12 minutes.", "2, 3 or 4 days", "$5000 at 4%"]) == [
+        (5, "minutes"), (12, "minutes"), (2, "days"), (3, "days"), (4, "days"),
+    ]  # fmt: skip
     params = _numeric("age", "weight_kg", "height_cm")
     for sub in params["properties"].values():  # type: ignore[attr-defined]
         sub["enum"] = [45.0, 82.0, 180.0]
