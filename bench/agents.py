@@ -1,6 +1,6 @@
 """Tool calling with SmolLM2-135M: constrained vs unconstrained decoding, measured.
 
-    python bench/agents.py [--parts project,dev,parallel,speed,bfcl] [--limit N] [--json out.json]
+    python bench/agents.py [--parts project,dev,parallel,domain-train,speed,bfcl,...] [--limit N] [--json F]
 
 - project: the project's 28 single-call tasks (bench/data/agents/tasks.jsonl; the only tasks prompts and
   decoding were tuned on), tool_choice "required": the rate of valid calls, of the right tool, and of fully
@@ -23,6 +23,11 @@
   the runs whose last step returned a result with values to quote (llmlab/agents/grounding.py), how often the
   final answer holds them verbatim, for each answer_style (free: the model's text; template; splice); the
   styles only rewrite the model's text, so one run scores all three.
+- domain-train, domain-dev: the project's domain tasks in BFCL's style (bench/data/agents/domain.jsonl, 35
+  per half: 42 domain functions with typed parameters, one to four offered), tool_choice "required", scored
+  with BFCL's AST checker rules (bench/bfcl_checker.py) as the bfcl part scores BFCL: valid calls, the right
+  function, fully correct calls; --show prints each failure and why. The train half chose the argument fixes;
+  the dev half is measured only.
 - speed: milliseconds the token masks cost per decoding step on SmolLM2's 49,152-token vocabulary, the
   first time each automaton state is seen (cold) and after (warm), beside the time of a decoding step itself.
 - bfcl: a 20-per-category subset of the Berkeley Function Calling Leaderboard v4 (simple_python, multiple,
@@ -309,10 +314,53 @@ def run_bfcl(
     return out
 
 
+DOMAIN = Path(__file__).parent / "data" / "agents" / "domain.jsonl"
+DOMAIN_FUNCTIONS = DOMAIN.with_name("domain_functions.json")
+
+
+def run_domain(engine: Any, split: str, only: list[str] | None = None, show: bool = False) -> dict[str, Any]:
+    """The project's domain tasks in BFCL's style (bench/data/agents/domain.jsonl, one split), tool_choice
+    "required", scored with BFCL's AST checker rules: one function offered ("simple") or two to four
+    ("multiple"); valid calls, the right function, fully correct calls. show: print each failure's reason."""
+    from llmlab.agents.caller import CallerConfig, ToolCaller
+
+    functions = {f["name"]: f for f in json.loads(DOMAIN_FUNCTIONS.read_text(encoding="utf-8"))}
+    tasks = [t for t in load_tasks(DOMAIN) if t["split"] == split]
+    configs = {
+        "constrained, required, free values": CallerConfig(copy_arguments=False, optional_arguments="model"),
+        "constrained, required, copied values (default)": CallerConfig(),
+    }
+    out: dict[str, Any] = {}
+    configs = {k: v for k, v in configs.items() if only is None or any(o in k for o in only)}
+    for name, config in configs.items():
+        counts, started = {"valid": 0, "tool": 0, "correct": 0}, time.perf_counter()
+        for task in tasks:
+            offered = [functions[f] for f in task["functions"]]
+            reply = ToolCaller(engine, bfcl_tools(offered), config).reply(
+                [{"role": "user", "content": task["question"]}], "required"
+            )
+            decoded = [{c.name: c.arguments} for c in reply.calls if c.error is None]
+            category = "simple_python" if len(offered) == 1 else "multiple"
+            reason = check(offered, decoded, task["ground_truth"], category) if decoded else "no valid call"
+            counts["valid"] += bool(decoded)
+            counts["tool"] += bool(decoded) and next(iter(decoded[0])) == next(iter(task["ground_truth"][0]))
+            counts["correct"] += reason is None
+            if show and reason is not None:
+                print(f"  {task['id']}: {task['question']!r}\n    got {decoded}\n    {reason}", flush=True)
+        row = {k: v / len(tasks) for k, v in counts.items()} | {"n": len(tasks)}
+        row["seconds_per_task"] = (time.perf_counter() - started) / len(tasks)
+        out[name] = row
+        print(f"domain-{split:5s} {name:48s} n={row['n']}  valid {row['valid']:.0%}  tool {row['tool']:.0%}  correct "
+              f"{row['correct']:.0%}  ({row['seconds_per_task']:.1f} s/task)", flush=True)  # fmt: skip
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--parts", default="speed,project,bfcl")
-    parser.add_argument("--limit", type=int, default=20, help="BFCL items per category (at most 20)")
+    parser.add_argument(
+        "--limit", type=int, default=20, help="BFCL items per category (as many as the built subset holds)"
+    )
     parser.add_argument(
         "--configs", help="only the decoding set-ups whose name contains one of these words (comma-separated)"
     )
@@ -320,6 +368,7 @@ def main() -> None:
         "--categories", default=",".join(CATEGORIES), help="BFCL categories (comma-separated)"
     )
     parser.add_argument("--model", default="smollm2-135m-instruct")
+    parser.add_argument("--show", action="store_true", help="domain parts: print each failed task and why")
     parser.add_argument("--json", help="also write the numbers to this file")
     args = parser.parse_args()
     from llmlab.generation import Engine
@@ -342,6 +391,9 @@ def main() -> None:
         results["answers-dev"] = run_answers(engine, dev=True)
     if "parallel" in parts:
         results["parallel"] = run_parallel(engine, only)
+    for split in ("train", "dev"):
+        if f"domain-{split}" in parts:
+            results[f"domain-{split}"] = run_domain(engine, split, only, show=args.show)
     if "bfcl" in parts:
         results["bfcl"] = run_bfcl(engine, args.limit, only, tuple(args.categories.split(",")))
     if args.json:

@@ -31,6 +31,13 @@ OPTIONAL_POLICIES = ("stated", "model")
 EDGE = "\"'`.,;:!?()[]{}<>*"
 WORD = re.compile(r"\S+")
 NUMBER = re.compile(r"(?<![\w.])-?\d+(?:\.\d+)?(?![\w.]\d)")
+SPACED_MINUS = re.compile(r"(?:^|(?<=\s))-\s(\d+(?:\.\d+)?)(?![\w.]\d)")  # "5x - 3": -3 as well as 3
+UNIT_AFTER = re.compile(r"\s?([A-Za-z]{2,})\b")  # the word after a number: "82 kg", "10 years"
+JOINED = re.compile(r"\s*(?:,|,?\s*(?:and|or|to))\s*", re.I)  # "5 and 12 minutes", "2, 3 or 4 days"
+FUNCTION_WORDS = frozenset(  # never a copied list item, nor a unit after a number
+    ["a", "an", "and", "or", "the", "of", "to", "in", "on", "at", "for", "with", "by", "from", "as", "is",
+     "are", "then"]
+)  # fmt: skip
 NUMBER_WORDS = {
     "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9,
     "ten": 10, "eleven": 11, "twelve": 12, "dozen": 12,
@@ -90,12 +97,112 @@ def numbers(texts: Iterable[str]) -> list[int | float]:
     for text in texts:
         plain = re.sub(r"(?<=\d),(?=\d{3}\b)", "", text)
         for m in NUMBER.finditer(plain):
-            value = float(m.group(0))
-            found[int(value) if value.is_integer() and "." not in m.group(0) else value] = None
+            found[_number(m.group(0))] = None
+        for m in SPACED_MINUS.finditer(plain):
+            found[-_number(m.group(1))] = None
         for w in re.findall(r"[A-Za-z]+", text):
             if w.lower() in NUMBER_WORDS:
                 found[NUMBER_WORDS[w.lower()]] = None
     return list(found)
+
+
+def _number(text: str) -> int | float:
+    value = float(text)
+    return int(value) if value.is_integer() and "." not in text else value
+
+
+def unit_numbers(texts: Iterable[str]) -> list[tuple[int | float, str]]:
+    """(number, the word written right after it, lower case) for each number followed by a word of two
+    letters or more ("82 kg" -> (82, "kg"), "10 years" -> (10, "years")); a number joined to the next one by
+    "and", "or", "to" or a comma takes that one's word ("5 and 12 minutes" -> (5, "minutes"), (12, ...))."""
+    found = []
+    for text in texts:
+        plain = re.sub(r"(?<=\d),(?=\d{3}\b)", "", text)
+        found_numbers = list(NUMBER.finditer(plain))
+        units: list[str | None] = []
+        for m in found_numbers:
+            after = UNIT_AFTER.match(plain, m.end())
+            word = after.group(1).lower() if after else None
+            units.append(word if word not in FUNCTION_WORDS else None)
+        for i in reversed(range(len(found_numbers) - 1)):
+            between = plain[found_numbers[i].end() : found_numbers[i + 1].start()]
+            if units[i] is None and JOINED.fullmatch(between):
+                units[i] = units[i + 1]
+        found += [(_number(m.group(0)), u) for m, u in zip(found_numbers, units, strict=True) if u]
+    return found
+
+
+def _singular(word: str) -> str:
+    return word[:-1] if word.endswith("s") and len(word) > 3 else word
+
+
+def _parts(name: str) -> list[str]:
+    """The words of a parameter name, lower case and singular ("compounds_per_year" -> compound, per, year)."""
+    spaced = re.sub(r"([a-z])([A-Z])", r"\1 \2", name).lower()
+    return [_singular(w) for w in re.split(r"[\W_]+", spaced) if w]
+
+
+def _unit_fits(word: str, name: str) -> bool:
+    """Whether a unit word written after a number names the parameter `name` ("kg" for weight_kg, "years"
+    for years, "volts" for voltage): it equals a word of the name, singular or plural, or one starts the
+    other (three letters or more)."""
+    word = _singular(word)
+    for part in _parts(name):
+        if len(part) >= 2 and (part == word or (min(len(part), len(word)) >= 3 and part.startswith(word))):
+            return True
+    return False
+
+
+def unit_schema(parameters: Mapping[str, Any], tagged: Sequence[tuple[int | float, str]]) -> dict[str, Any]:
+    """The (already copied) parameters with each numeric one narrowed by the unit words of the request: a
+    parameter a unit word names gets only the numbers written before such a word ("82 kg" for weight_kg);
+    another numeric parameter loses the numbers that belong to a parameter so named ("10 years" is not the
+    principal), as long as some candidate is left."""
+    props = parameters.get("properties")
+    if not isinstance(props, Mapping) or not tagged:
+        return dict(parameters)
+
+    def numeric(sub: Any) -> bool:
+        return isinstance(sub, Mapping) and sub.get("type") in ("integer", "number") and "enum" in sub
+
+    names = [k for k, sub in props.items() if numeric(sub)]
+    owned: dict[str, list[int | float]] = {k: [] for k in names}
+    for n, w in tagged:  # a unit word that fits several names goes to the shortest ("years", not "per_year")
+        fits = [k for k in names if _unit_fits(w, k)]
+        for k in fits:
+            if len(_parts(k)) == min(len(_parts(f)) for f in fits):
+                owned[k].append(n)
+    claimed = {n for found in owned.values() for n in found}
+    out = dict(props)
+    for key, found in owned.items():
+        enum = list(props[key]["enum"])
+        keep = [n for n in enum if n in found] if found else [n for n in enum if n not in claimed]
+        if keep:
+            out[key] = {**props[key], "enum": keep}
+    return {**parameters, "properties": out}
+
+
+def distinct_items(arguments: Mapping[str, Any]) -> dict[str, Any]:
+    """`arguments` with each list of strings cleaned as a list of copied values should be: each value once,
+    without a value that overlaps an earlier one ("Hotel California and Africa" after "Hotel California"),
+    another parameter's value, or a lone function word ("and")."""
+    out = dict(arguments)
+    for key, value in arguments.items():
+        if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+            continue
+        others = {str(v).lower() for k, v in arguments.items() if k != key and isinstance(v, str)}
+        kept: list[str] = []
+        for item in value:
+            low = item.lower()
+            if (
+                low in FUNCTION_WORDS
+                or low in others
+                or any(low in k.lower() or k.lower() in low for k in kept)
+            ):
+                continue
+            kept.append(item)
+        out[key] = kept or value
+    return out
 
 
 def copy_schema(
@@ -120,6 +227,8 @@ def copy_schema(
             candidates.append(default)
         if kind == "integer":
             candidates = [int(n) for n in candidates if float(n).is_integer() and not isinstance(n, bool)]
+        else:  # a number is written as one (2.0): a float parameter, or a list of floats, holds floats
+            candidates = list(dict.fromkeys(float(n) for n in candidates))
         lo, hi = schema.get("minimum"), schema.get("maximum")
         candidates = [n for n in candidates if (lo is None or n >= lo) and (hi is None or n <= hi)]
         if candidates:
@@ -145,13 +254,15 @@ def _mentions(text: str, word: str) -> bool:
     return re.search(rf"\b{re.escape(stem)}(?:s|es)?\b", text, re.I) is not None
 
 
-def stated(name: str, schema: Mapping[str, Any], text: str) -> bool:
+def stated(name: str, schema: Mapping[str, Any], text: str, others: Iterable[str] = ()) -> bool:
     """Whether `text` states a value for the parameter: one of its enum values appears in it, or a word of
-    the parameter's name does ("unit" in "in which unit?", "limit" in "limit it to 5")."""
+    the parameter's name does ("unit" in "in which unit?", "limit" in "limit it to 5"), unless that word is
+    the whole name of another parameter (`others`: "years" states years, not compounds_per_year)."""
     values = [v for v in schema.get("enum", ()) if isinstance(v, str) and len(v) >= 2]
     if any(_mentions(text, v) for v in values):
         return True
-    return any(_mentions(text, w) for w in _name_words(name))
+    taken = {_singular(o.lower()) for o in others}
+    return any(_mentions(text, w) for w in _name_words(name) if _singular(w) not in taken)
 
 
 def stated_schema(parameters: Mapping[str, Any], text: str) -> dict[str, Any]:
@@ -167,9 +278,19 @@ def stated_schema(parameters: Mapping[str, Any], text: str) -> dict[str, Any]:
     for k, sub in props.items():
         if k in required or not isinstance(sub, Mapping):
             continue
-        if stated(k, sub, text):
+        if stated(k, sub, text, [o for o in props if o != k]):
             said.append(k)
         elif "enum" not in sub and sub.get("type") != "boolean":
             open_.append(k)
     order = [*required, *said, *open_]
-    return {**parameters, "properties": {k: props[k] for k in order}, "required": [*required, *said]}
+    narrowed = {k: _stated_values(props[k], text) for k in order}
+    return {**parameters, "properties": narrowed, "required": [*required, *said]}
+
+
+def _stated_values(schema: Any, text: str) -> Any:
+    """An enum narrowed to the values `text` states ("in miles" leaves "miles" of km, miles), when it
+    states any."""
+    if not isinstance(schema, Mapping) or not isinstance(schema.get("enum"), list):
+        return schema
+    said = [v for v in schema["enum"] if isinstance(v, str) and len(v) >= 2 and _mentions(text, v)]
+    return {**schema, "enum": said} if said else schema

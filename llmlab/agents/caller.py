@@ -37,10 +37,13 @@ from llmlab.agents.arguments import (
     OPTIONAL_POLICIES,
     conversation_texts,
     copy_schema,
+    distinct_items,
     longer_spans,
     numbers,
     spans,
     stated_schema,
+    unit_numbers,
+    unit_schema,
 )
 from llmlab.agents.grounding import ANSWER_STYLES, AUTO_STYLE, answer_for
 from llmlab.agents.json_constraint import FORMATS, resolve_tool_choice, tool_call_constraint
@@ -320,7 +323,7 @@ class ToolCaller:
         props = tool.parameters.get("properties")
         if len(parsed) != 1 or parsed[0].error is not None or not isinstance(props, Mapping):
             return text
-        arguments = dict(parsed[0].arguments)
+        arguments = distinct_items(parsed[0].arguments)  # a copied list: each value once
         keys = list(arguments)
         for i, key in enumerate(keys):
             candidates = props.get(key, {}).get("enum") if isinstance(props.get(key), Mapping) else None
@@ -354,7 +357,7 @@ class ToolCaller:
         for t in allowed:
             params = stated_schema(t.parameters, "\n".join(texts)) if stated_only else dict(t.parameters)
             if self.copy:
-                params = copy_schema(params, span_list, number_list)
+                params = unit_schema(copy_schema(params, span_list, number_list), unit_numbers(texts))
             params = _unused_first(params, [c.arguments for c in earlier if c.name == t.name and not c.error])
             out.append(dataclasses.replace(t, parameters=params))
         return out

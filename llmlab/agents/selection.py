@@ -108,9 +108,21 @@ def shared_prefix_logprobs(
 
 def channel_scores(engine: Any, request: str, tools: Sequence[Tool]) -> dict[str, float]:
     """log P(request | tool description) per tool (noisy channel)."""
-    prompts = [CHANNEL_TEMPLATE.format(name=t.name, description=t.description.strip()) for t in tools]
+    prompts = [CHANNEL_TEMPLATE.format(name=t.name, description=described(t)) for t in tools]
     scores = continuation_logprobs(engine, prompts, [request.strip()] * len(tools))
     return dict(zip((t.name for t in tools), scores, strict=True))
+
+
+def described(tool: Tool) -> str:
+    """The tool's description and the values its enum parameters take ("stat: points, assists, rebounds,
+    goals"), which name what a request may ask of it."""
+    props = tool.parameters.get("properties")
+    enums = [
+        f"{name.replace('_', ' ')}: {', '.join(str(v) for v in sub['enum'][:8])}"
+        for name, sub in (props.items() if isinstance(props, dict) else ())
+        if isinstance(sub, dict) and isinstance(sub.get("enum"), list) and sub["enum"]
+    ]
+    return "\n".join([tool.description.strip(), *enums])
 
 
 def no_tool_score(engine: Any, request: str) -> float:

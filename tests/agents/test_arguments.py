@@ -14,11 +14,14 @@ from fakes import ScriptedEngine
 
 from llmlab.agents.arguments import (
     copy_schema,
+    distinct_items,
     longer_spans,
     numbers,
     spans,
     stated,
     stated_schema,
+    unit_numbers,
+    unit_schema,
     words,
 )
 from llmlab.agents.caller import COPY_BELOW, CallerConfig, ToolCaller
@@ -249,3 +252,87 @@ def test_bad_argument_settings_are_refused() -> None:
         CallerConfig(optional_arguments="some")
     with pytest.raises(ConfigError, match="copy_arguments must be True, False or None"):
         CallerConfig(copy_arguments="yes")  # type: ignore[arg-type]
+
+
+# Fixes chosen on the train half of bench/data/agents/domain.jsonl (domain functions in BFCL's style).
+
+
+def test_a_spaced_minus_gives_the_negative_number_too() -> None:
+    assert numbers(["Find the roots of 2x^2 + 5x - 3 = 0."]) == [2, 5, 3, 0, -3]
+    assert numbers(["b = -3 and 10 - 4"]) == [-3, 10, 4, -4]
+    assert numbers(["pages 3-5"]) == [3, 5]  # a range is not a minus sign
+
+
+def test_numbers_for_a_number_parameter_are_floats() -> None:
+    schema = {"type": "array", "items": {"type": "number"}}
+    items = copy_schema(schema, [], [2, 4.5, 2.0])["items"]
+    assert items["enum"] == [2.0, 4.5] and json.dumps(items["enum"]) == "[2.0, 4.5]"
+    assert copy_schema({"type": "integer"}, [], [2, 4.5])["enum"] == [2]
+
+
+def _numeric(*names: str) -> dict[str, object]:
+    return {"type": "object", "properties": {n: {"type": "number", "enum": []} for n in names}}
+
+
+def test_unit_words_give_numbers_to_the_parameters_they_name() -> None:
+    text = "Estimate the daily calorie needs of a 45 year old male, 82 kg and 180 cm."
+    assert unit_numbers([text]) == [(45, "year"), (82, "kg"), (180, "cm")]
+    # a number joined to the next by "and", "or" or a comma shares its unit; a function word is no unit
+    assert unit_numbers(["Set timers for 5 and 12 minutes.", "2, 3 or 4 days", "$5000 at 4%"]) == [
+        (5, "minutes"), (12, "minutes"), (2, "days"), (3, "days"), (4, "days"),
+    ]  # fmt: skip
+    params = _numeric("age", "weight_kg", "height_cm")
+    for sub in params["properties"].values():  # type: ignore[attr-defined]
+        sub["enum"] = [45.0, 82.0, 180.0]
+    narrowed = unit_schema(params, unit_numbers([text]))["properties"]
+    assert {k: v["enum"] for k, v in narrowed.items()} == {
+        "age": [45.0], "weight_kg": [82.0], "height_cm": [180.0],
+    }  # fmt: skip
+
+
+def test_a_unit_word_goes_to_the_shortest_name_it_fits() -> None:
+    text = "If I invest $5000 at an annual rate of 0.04 for 10 years, how much will I have?"
+    params = _numeric("principal", "annual_rate", "years", "compounds_per_year")
+    for sub in params["properties"].values():  # type: ignore[attr-defined]
+        sub["enum"] = [5000.0, 0.04, 10.0]
+    narrowed = unit_schema(params, unit_numbers([text]))["properties"]
+    assert narrowed["years"]["enum"] == [10.0]
+    assert narrowed["principal"]["enum"] == narrowed["compounds_per_year"]["enum"] == [5000.0, 0.04]
+    only = _numeric("years")
+    only["properties"]["years"]["enum"] = [10.0]  # type: ignore[index]
+    assert unit_schema(only, [(5, "kg")]) == only  # nothing named: unchanged
+
+
+def test_a_word_that_names_another_parameter_does_not_state_this_one() -> None:
+    schema = {"type": "integer", "default": 1}
+    assert stated("compounds_per_year", schema, "for 10 years")
+    assert not stated("compounds_per_year", schema, "for 10 years", others=["years", "principal"])
+
+
+def test_a_stated_enum_value_is_the_only_one_left() -> None:
+    unit = {"type": "string", "enum": ["km", "miles"], "default": "km"}
+    params = {
+        "type": "object",
+        "properties": {"origin": {"type": "string"}, "unit": unit},
+        "required": ["origin"],
+    }
+    miles = stated_schema(params, "How far is it from Madrid to Berlin in miles?")
+    assert miles["properties"]["unit"]["enum"] == ["miles"] and miles["required"] == ["origin", "unit"]
+    both = {"type": "string", "enum": ["celsius", "fahrenheit", "kelvin"]}
+    params = {"type": "object", "properties": {"a": both, "b": both}, "required": ["a", "b"]}
+    said = stated_schema(params, "Convert 98.6 degrees fahrenheit to celsius.")["properties"]
+    assert said["a"]["enum"] == said["b"]["enum"] == ["celsius", "fahrenheit"]
+
+
+def test_a_copied_list_holds_each_value_once() -> None:
+    got = {
+        "name": "Road Trip",
+        "songs": ["Hotel California", "Africa", "Hotel California and Africa", "Africa", "Road Trip", "and"],
+        "values": [4.0, 4.0],
+    }
+    assert distinct_items(got) == {
+        "name": "Road Trip",
+        "songs": ["Hotel California", "Africa"],
+        "values": [4.0, 4.0],
+    }
+    assert distinct_items({"tags": ["and"]}) == {"tags": ["and"]}  # nothing left: kept as written

@@ -167,3 +167,24 @@ def test_channel_abstention_under_auto(tiny_tok, best: str, calls: int) -> None:
     assert ToolCaller(engine, TOOLS).reply(USER, "auto").calls == []  # abstain="model": the model decides
     with pytest.raises(ConfigError, match="--abstain must be one of model, channel, got 'always'"):
         CallerConfig(abstain="always")
+
+
+def test_the_channel_description_names_the_enum_values() -> None:
+    """A request that names an enum value ("assists") is explained by the tool that takes it (chosen on the
+    train half of bench/data/agents/domain.jsonl); tools without enums keep their description alone."""
+    from llmlab.agents.selection import described
+    from llmlab.agents.tools import Tool
+
+    stats = Tool(
+        "player_stats",
+        "Get a player's statistics for a season. ",
+        {
+            "type": "object",
+            "properties": {
+                "player_name": {"type": "string"},
+                "stat": {"type": "string", "enum": ["points", "assists", "rebounds"]},
+            },
+        },
+    )
+    assert described(stats) == "Get a player's statistics for a season.\nstat: points, assists, rebounds"
+    assert [described(t) for t in TOOLS] == [t.description.strip() for t in TOOLS]
