@@ -322,6 +322,14 @@ def test_a_stated_enum_value_is_the_only_one_left() -> None:
     params = {"type": "object", "properties": {"a": both, "b": both}, "required": ["a", "b"]}
     said = stated_schema(params, "Convert 98.6 degrees fahrenheit to celsius.")["properties"]
     assert said["a"]["enum"] == said["b"]["enum"] == ["celsius", "fahrenheit"]
+    # An adverb states its adjective ("moderately active": moderate, and active), an underscore is a space,
+    # and a short value is not found inside a longer word ("on" in "only").
+    level = {"type": "string", "enum": ["sedentary", "light", "moderate", "very_active", "active", "on"]}
+    params = {"type": "object", "properties": {"activity": level}, "required": []}
+    said = stated_schema(params, "She is moderately active, only at weekends.")["properties"]
+    assert said["activity"]["enum"] == ["moderate", "active"]
+    said = stated_schema(params, "He is very active.")["properties"]
+    assert said["activity"]["enum"] == ["very_active", "active"]
 
 
 def test_a_copied_list_holds_each_value_once() -> None:
