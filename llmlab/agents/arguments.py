@@ -252,7 +252,7 @@ def _mentions(text: str, word: str) -> bool:
     """`word` (or its plural or singular, or for a word of 4 letters or more its adverb: "moderately" for
     "moderate") appears in `text` as a whole word, case-insensitively; an underscore or hyphen in `word`
     matches a space, underscore or hyphen ("very_active" in "very active")."""
-    stem = word[:-1] if word.endswith("s") and len(word) > 3 else word
+    stem = _singular(word)
     joined = r"[\s_-]+".join(re.escape(part) for part in re.split(r"[\s_-]+", stem))
     ends = "s|es|ly" if len(stem) >= 4 else "s|es"
     return re.search(rf"\b{joined}(?:{ends})?\b", text, re.I) is not None
