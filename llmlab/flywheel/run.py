@@ -36,11 +36,12 @@ class FlywheelConfig:
 
     out: str = "runs/flywheel"
     """the run folder: every step writes its artifacts under it"""
-    questions: str = "bench/data/qa/guide.jsonl"
-    """questions with reference answers, {"id", "question", "answer"} a line"""
+    questions: str = "bench/data/qa/guide.jsonl,bench/data/qa/guide-more.jsonl"
+    """questions with reference answers, {"id", "question", "answer"} a line: one JSONL file, or several
+    separated by commas (in a YAML config also a list); ids must be unique over all of them"""
     documents: str = "docs"
     """the documents to answer from (a folder or file; ingested into the run's store)"""
-    heldout: int = 25
+    heldout: int = 50
     """questions held out for the final evaluation only"""
     train: int = 0
     """questions for feedback, ranking, reward training and DPO (0: all that are not held out)"""
