@@ -85,6 +85,10 @@ class FlywheelConfig:
     serve: bool = True
     """serve the aligned adapter and ask it one held-out question through the OpenAI client"""
 
+    def __post_init__(self) -> None:
+        if isinstance(self.questions, (list, tuple)):  # a YAML config's list of files: kept as `--questions` is
+            object.__setattr__(self, "questions", ",".join(str(q) for q in self.questions))
+
 
 @dataclass(frozen=True)
 class Step:
