@@ -86,7 +86,8 @@ class FlywheelConfig:
     """serve the aligned adapter and ask it one held-out question through the OpenAI client"""
 
     def __post_init__(self) -> None:
-        if isinstance(self.questions, (list, tuple)):  # a YAML config's list of files: kept as `--questions` is
+        # a YAML config's list of files is kept as `--questions` gives them: one comma-separated string
+        if isinstance(self.questions, (list, tuple)):
             object.__setattr__(self, "questions", ",".join(str(q) for q in self.questions))
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from llmlab.errors import DataError
 from llmlab.flywheel.questions import question_files, read_questions, split_questions
-from llmlab.flywheel.run import FlywheelConfig, run_flywheel
+from llmlab.flywheel.run import FlywheelConfig, FlywheelError, run_flywheel
 
 REPO = Path(__file__).resolve().parents[2]
 QA = REPO / "bench" / "data" / "qa"
@@ -80,7 +80,8 @@ def test_the_split_step_reads_every_file_and_the_report_lists_them(tmp_path: Pat
     assert sorted(ids) == sorted([f"a{i}" for i in range(5)] + [f"b{i}" for i in range(5)])
     assert len(records(split / "heldout.jsonl")) == 4
     bad = FlywheelConfig(out=str(tmp_path / "other"), questions=f"{a},{tmp_path / 'none.jsonl'}")
-    with pytest.raises(Exception, match=re.escape(f"flywheel step split: {tmp_path / 'none.jsonl'}: no such file")):
+    missing = re.escape(f"flywheel step split: {tmp_path / 'none.jsonl'}: no such file")
+    with pytest.raises(FlywheelError, match=missing):
         run_flywheel(bad, until="split", runner=lambda argv, log: (0, ""))
 
 
