@@ -40,18 +40,38 @@ class Question:
     answers: tuple[str, ...]
 
 
-def read_questions(path: str | Path) -> list[Question]:
-    """Questions from a JSONL file of {"id", "question", "answer"} records (`answer` a string or a list;
-    records with `"answer": null`, questions the documents do not answer, are left out).
+def question_files(questions: str | list[str] | tuple[str, ...]) -> list[str]:
+    """The files of a `--questions` value: a comma-separated list (`a.jsonl,b.jsonl`) or, from a YAML config,
+    a list of paths."""
+    parts = questions.split(",") if isinstance(questions, str) else [str(q) for q in questions]
+    files = [p.strip() for p in parts if p.strip()]
+    if not files:
+        raise DataError('--questions names no file; give one or more JSONL files of {"id", "question", "answer"} '
+                        "records, separated by commas")  # fmt: skip
+    return files
+
+
+def read_questions(questions: str | Path | list[str] | tuple[str, ...]) -> list[Question]:
+    """Questions from one or more JSONL files of {"id", "question", "answer"} records (`answer` a string or a
+    list; records with `"answer": null`, questions the documents do not answer, are left out). Several files
+    are given as a comma-separated string or a list (see `question_files`); their questions are read in that
+    order, and an id must be unique over all of them.
 
     Raises:
         DataError: a missing file, a line that is not such a record, or an id used twice; `file:line: ...`.
     """
-    path = Path(path)
+    paths = [Path(questions)] if isinstance(questions, Path) else [Path(f) for f in question_files(questions)]
+    out: list[Question] = []
+    seen: dict[str, str] = {}  # id -> where it was first given
+    for path in paths:
+        out += _read_file(path, seen)
+    return out
+
+
+def _read_file(path: Path, seen: dict[str, str]) -> list[Question]:
     if not path.is_file():
         raise DataError(f'{path}: no such file; give a JSONL file of {{"id", "question", "answer"}} records')
     questions: list[Question] = []
-    seen: set[str] = set()
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():
             continue
@@ -64,16 +84,17 @@ def read_questions(path: str | Path) -> list[Question]:
         if missing:
             raise DataError(f"{where}: missing field(s) {', '.join(missing)}; each question needs "
                             '"id", "question" and "answer" (the reference answer)')  # fmt: skip
+        key = str(record["id"])
+        if key in seen:
+            raise DataError(f"{where}: id {key!r} is used twice (first at {seen[key]}); give every question its "
+                            "own id")  # fmt: skip
+        seen[key] = where
         answer = record["answer"]
         if answer is None:  # an unanswerable question (the guide set has some): no reference to learn from
             continue
         answers = (answer,) if isinstance(answer, str) else tuple(str(a) for a in answer)
         if not answers or not all(a.strip() for a in answers) or not str(record["question"]).strip():
             raise DataError(f"{where}: empty question or answer; write the question and its reference answer")
-        key = str(record["id"])
-        if key in seen:
-            raise DataError(f"{where}: id {key!r} is used twice; give every question its own id")
-        seen.add(key)
         questions.append(Question(key, str(record["question"]), answers))
     return questions
 
@@ -167,4 +188,4 @@ max_new_tokens: {max_new_tokens}
 
 def _stored(path: str | Path) -> list[Question]:
     """The questions of a split file written by the split step ("answer" is a list there)."""
-    return read_questions(path)
+    return read_questions(Path(path))

@@ -60,7 +60,7 @@ def test_the_steps_run_in_order_and_a_rerun_skips_them(config: FlywheelConfig) -
     # the merged model (the packaged adapter in SmolLM2, as `rag ask` answers) is the base of every step
     assert all(argv[argv.index("--model") + 1] == merged for argv in runner.calls[2:]
                if "--model" in argv and argv[0] != "reward")  # fmt: skip
-    assert runner.calls[4][4].startswith("f1:") and runner.calls[5][3:5] == ["--per-prompt", "4"]
+    assert runner.calls[4][4].startswith("f1:") and runner.calls[5][3:5] == ["--per-prompt", "2"]
     again = Recorder(config)
     events: list[str] = []
     run_flywheel(config, until="dpo", runner=again, on_event=events.append)

@@ -3,7 +3,7 @@
 Setting: the guide questions about two pages (rag-documents.md, rag-store.md, whose text is the only document
 ingested), 8 held out and 8 for training; the flywheel's defaults otherwise (the base is SmolLM2 with the
 grounded-answer adapter merged, 8 completions each at temperature 1.0, the `f1` ranker, at most 4 pairs per
-question, DPO with RPO: lr 3e-4, beta 0.5, rpo_alpha 1.0, LoRA on every linear layer), but DPO runs 2
+question (`max_pairs=4`, the default before it became 2), DPO with RPO: lr 3e-4, beta 0.5, rpo_alpha 1.0, LoRA on every linear layer), but DPO runs 2
 epochs (8 train questions give fewer pairs than the full run's 25, so fewer steps per epoch), answers of at
 most 32 tokens and no reward model (the slowest step, not needed here); the aligned adapter is served and asked one held-out
 question through the OpenAI client, then a rerun skips every step.
@@ -60,7 +60,7 @@ def test_the_aligned_model_is_not_worse_on_held_out_questions(tmp_path: Path, ll
     questions = tmp_path / "questions.jsonl"
     questions.write_text("".join(line + "\n" for line in chosen), encoding="utf-8")
     config = FlywheelConfig(out=str(tmp_path / "run"), questions=str(questions), documents=str(docs), heldout=8,
-                            train=8, max_new_tokens=32, reward=False, dpo_epochs=2)  # fmt: skip
+                            train=8, max_new_tokens=32, reward=False, dpo_epochs=2, max_pairs=4)  # fmt: skip
     run = run_flywheel(config)
 
     result = json.loads((run / "10-eval" / "measures.json").read_text(encoding="utf-8"))
