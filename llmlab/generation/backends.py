@@ -56,7 +56,8 @@ class Backend(Protocol):
         ...
 
     def select(self, state: Any, rows: list[int]) -> None:
-        """Keep only these rows of the state (a finished row stops costing compute)."""
+        """Keep only these rows of the state, in this order (a finished row stops costing compute); a row
+        given twice is copied (identical prompts are prefilled once)."""
         ...
 
     def join(self, state: Any, other: Any, max_new_tokens: int) -> Any:

@@ -9,7 +9,8 @@ cancelled, each with its own decoding settings (Yu et al., 2022, "Orca", OSDI: i
 One `step()`:
   1. cancelled rows leave (their KV-cache rows are dropped) and report `finish_reason="cancelled"`;
   2. queued requests fill the free slots: they are prefilled together (one left-padded batch per shared
-     prefix) and joined to the running batch (backends.py: right-aligned KV caches, per-row positions);
+     prefix; identical prompts once, their KV-cache rows copied) and joined to the running batch
+     (backends.py: right-aligned KV caches, per-row positions);
   3. every running row gets one token, chosen with its own settings: rows are grouped by their
      `SamplingParams` and each group goes through the same pure samplers (sampling.py), each row drawing
      from its own generator (seeded with its own seed, on the model's device), after its own token-mask
@@ -60,6 +61,10 @@ class Batcher:
     Args:
         max_batch: rows decoded together; more requests wait in a queue (first come, first served).
     """
+
+    share_prefill = True
+    """Prefill identical prompts once and copy their KV-cache rows (False: each row its own prefill, the
+    reference of bench/shared_prefill.py); the tokens are the same either way."""
 
     def __init__(self, engine: Engine, max_batch: int = 8):
         if max_batch < 1:
@@ -280,9 +285,20 @@ class Batcher:
             while self._queue and len(newcomers) < room and self._queue[0].prefix_embeds is prefix:
                 newcomers.append(self._queue.popleft())
         for group in _by_prefix(newcomers):
-            batch = pad_prompts([r.prompt_ids for r in group], self.engine.pad_id)
+            # Identical prompts (n samples of one prompt) are prefilled once and their rows copied: the
+            # prefill of a long prompt costs as much as all its decode steps, and a row alone is what each
+            # of them would get anyway.
+            keys: list[object] = [
+                tuple(r.prompt_ids) if self.share_prefill else i for i, r in enumerate(group)
+            ]
+            distinct = list(dict.fromkeys(keys))  # first seen first
+            where = [distinct.index(k) for k in keys]  # each row's prompt among those prefilled
+            batch = pad_prompts([group[keys.index(k)].prompt_ids for k in distinct], self.engine.pad_id)
             batch.prefix_embeds = group[0].prefix_embeds
             logits, state = self.backend.prefill(batch, max(r.budget for r in group))
+            if len(distinct) < len(group):
+                self.backend.select(state, where)
+                logits = logits.index_select(0, torch.tensor(where, dtype=torch.long, device=logits.device))
             if self._state is None:
                 self._state, self._logits = state, logits
             else:

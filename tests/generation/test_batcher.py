@@ -5,6 +5,8 @@ device (checked on the `meta` device with a dispatch mode that refuses ops mixin
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -140,6 +142,10 @@ def test_encoder_decoder_rows_wait_for_the_batch_to_drain(tiny_tok):
     for _ in batcher.run():
         pass
     assert [first.ids, second.ids] == [alone(engine, p, GREEDY) for p in PROMPTS[:2]]
+    # Identical prompts are encoded once there too; each row samples as it does alone.
+    config = GenerationConfig(temperature=1.0, seed=3, max_new_tokens=8, ignore_eos=True)
+    got = [c.token_ids for c in engine.generate([PROMPTS[2]] * 3, config)]
+    assert got == [alone(engine, PROMPTS[2], dataclasses.replace(config, seed=3 + i)) for i in range(3)]
 
 
 class SameDevice(TorchDispatchMode):
@@ -191,3 +197,21 @@ def test_decoding_keeps_every_tensor_on_the_model_device(tiny_model, tiny_tok, m
     assert "meta" in mode.devices
     assert asked == [torch.device("meta")] * 2
     assert sorted(e.finish_reason for e in events if e.finish_reason) == ["cancelled", "length", "length"]
+
+
+@pytest.mark.parametrize("precision", ["fp32", "hf"])
+def test_identical_prompts_are_prefilled_once_and_sample_as_they_do_alone(tiny_model, tiny_tok, precision):
+    """n samples of one prompt (what `feedback generate` asks): the prompt is prefilled once and its KV-cache
+    rows copied, and each row samples exactly the tokens it samples alone with its own seed."""
+    engine = Engine(tiny_model, tiny_tok, precision=precision)
+    widths: list[int] = []
+    prefill = engine.backend.prefill
+    engine.backend.prefill = lambda batch, n: (widths.append(batch.input_ids.shape[0]), prefill(batch, n))[1]  # type: ignore[method-assign]
+    config = GenerationConfig(temperature=1.0, seed=5, max_new_tokens=10, ignore_eos=True)
+    prompts = [PROMPTS[0], PROMPTS[0], PROMPTS[1], PROMPTS[0]]
+    got = [c.token_ids for c in engine.generate(prompts, config)]
+    assert widths == [2]  # two distinct prompts, one prefill
+    widths.clear()
+    expected = [alone(engine, p, dataclasses.replace(config, seed=5 + i)) for i, p in enumerate(prompts)]
+    assert got == expected and widths == [1, 1, 1, 1]
+    assert len({tuple(t) for t in got}) == 4  # the copied rows still sample apart
