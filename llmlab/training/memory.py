@@ -10,6 +10,7 @@ MemAvailable on the CPU (what can be allocated without swapping), or the free me
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable
 from typing import Any
@@ -57,22 +58,40 @@ def training_dry_run(
     return dry_run._measure(hf_config, torch.float32, step)
 
 
+def estimate_training(
+    hf_config: Any, batch_size: int, seq_len: int, setup: Callable[[Any], list[Any]], scenario: str, what: str
+) -> MemoryEstimate:
+    """The run's peak memory by part from `training_dry_run`: fp32 weights, gradients and AdamW's two states
+    of the trained tensors, and the rest of the peak as activations; `what` says which weights train."""
+    from llmlab.models.sizing import model_shape
+
+    run = training_dry_run(hf_config, batch_size, seq_len, setup)
+    weights, grads, optim = model_shape(hf_config).parameters * 4, run.trainable * 4, run.trainable * 8
+    rest = max(0, run.peak_bytes - weights - grads - optim)
+    detail = f"fp32, AdamW, {what}: {run.trainable:,} trainable parameters"
+    return MemoryEstimate(scenario, weights, 0, grads, optim, rest, run.trainable, detail)
+
+
 def estimate_full_training(config: Any, batch_size: int, seq_len: int, shards: int = 1) -> MemoryEstimate:
     """Peak memory of full training at this micro-batch size and length (fp32 weights, AdamW), for one
     process; with `shards` > 1 (--fsdp over that many processes) each keeps that share of the weights,
     gradients and optimizer state, plus one transformer block gathered whole while it runs."""
     from llmlab.models.sizing import model_shape
 
-    shape = model_shape(config)
-    run = training_dry_run(config, batch_size, seq_len, lambda model: list(model.parameters()))
-    weights, grads, optim = shape.parameters * 4, run.trainable * 4, run.trainable * 8
-    rest = max(0, run.peak_bytes - weights - grads - optim)
-    detail = f"fp32, AdamW, all weights: {run.trainable:,} trainable parameters"
-    if shards > 1:
-        block = weights // max(1, shape.layers)  # a rough upper bound: embeddings count in the average
-        weights, grads, optim = -(-weights // shards) + block, -(-grads // shards), -(-optim // shards)
-        detail += f", sharded over {shards} processes (FSDP)"
-    return MemoryEstimate("full fine-tune", weights, 0, grads, optim, rest, run.trainable, detail)
+    every = estimate_training(
+        config, batch_size, seq_len, lambda model: list(model.parameters()), "full fine-tune", "all weights"
+    )
+    if shards == 1:
+        return every
+    # one block gathered whole: a rough upper bound, as the embeddings count in the average
+    block = every.weights // max(1, model_shape(config).layers)
+    return dataclasses.replace(
+        every,
+        weights=-(-every.weights // shards) + block,
+        gradients=-(-every.gradients // shards),
+        optimizer=-(-every.optimizer // shards),
+        detail=every.detail + f", sharded over {shards} processes (FSDP)",
+    )
 
 
 def available_bytes(device: str = "cpu") -> int | None:

@@ -355,15 +355,9 @@ def estimate_peft_training(
 ) -> MemoryEstimate:
     """Peak memory of two training steps of a PEFT method (`memory.training_dry_run`): `setup` injects the
     method and returns the trained tensors; AdamW on those only, fp32."""
-    from llmlab.models.sizing import model_shape
-    from llmlab.training.memory import training_dry_run
+    from llmlab.training.memory import estimate_training
 
-    run = training_dry_run(hf_config, batch_size, seq_len, setup)
-    weights = model_shape(hf_config).parameters * 4
-    grads, optim = run.trainable * 4, run.trainable * 8
-    rest = max(0, run.peak_bytes - weights - grads - optim)
-    detail = f"fp32, AdamW, frozen base: {run.trainable:,} trainable parameters"
-    return MemoryEstimate("peft fine-tune", weights, 0, grads, optim, rest, run.trainable, detail)
+    return estimate_training(hf_config, batch_size, seq_len, setup, "peft fine-tune", "frozen base")
 
 
 def finetune_peft(
