@@ -64,7 +64,8 @@ class Batcher:
 
     share_prefill = True
     """Prefill identical prompts once and copy their KV-cache rows (False: each row its own prefill, the
-    reference of bench/shared_prefill.py); the tokens are the same either way."""
+    reference of bench/shared_prefill.py). A copied row is the one-row prefill; in fp32 the tokens are the
+    same either way, while int8 rounds a many-row prefill slightly apart from a one-row one."""
 
     def __init__(self, engine: Engine, max_batch: int = 8):
         if max_batch < 1:
@@ -291,12 +292,12 @@ class Batcher:
             keys: list[object] = [
                 tuple(r.prompt_ids) if self.share_prefill else i for i, r in enumerate(group)
             ]
-            distinct = list(dict.fromkeys(keys))  # first seen first
-            where = [distinct.index(k) for k in keys]  # each row's prompt among those prefilled
-            batch = pad_prompts([group[keys.index(k)].prompt_ids for k in distinct], self.engine.pad_id)
+            first: dict[object, int] = {}  # each distinct prompt -> its row in the prefill
+            where = [first.setdefault(k, len(first)) for k in keys]  # each row's prompt among those prefilled
+            batch = pad_prompts([group[keys.index(k)].prompt_ids for k in first], self.engine.pad_id)
             batch.prefix_embeds = group[0].prefix_embeds
             logits, state = self.backend.prefill(batch, max(r.budget for r in group))
-            if len(distinct) < len(group):
+            if len(first) < len(group):
                 self.backend.select(state, where)
                 logits = logits.index_select(0, torch.tensor(where, dtype=torch.long, device=logits.device))
             if self._state is None:
