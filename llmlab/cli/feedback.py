@@ -64,6 +64,12 @@ def _register_generate(sub: Any) -> None:
         "--quiet", action="store_true", help="do not print each prompt's completions (one line each)"
     )
     add_model_arguments(gen)
+    gen.add_argument(
+        "--adapter",
+        metavar="DIR",
+        help="sample from the model with this LoRA adapter merged in (a training run or adapter folder), e.g. "
+        "the aligned policy of `align dpo`, to sample it again or measure it",
+    )
     add_config_arguments(gen, GenerationConfig, skip=_GEN_SKIP)
     gen.add_argument(
         "--config", metavar="FILE.yaml", help="decoding settings from a YAML file (flags override)"
@@ -151,7 +157,7 @@ def run_generate(args: argparse.Namespace) -> int:
         return 0
     if done:
         err_console.print(f"resuming: {len(done)} of {len(prompts)} prompts already in {args.out}")
-    loaded, engine = load_engine(args)
+    loaded, engine = load_engine(args, merge=True)
     records = [d.to_record() for d in done]
     with _progress() as progress:
         task = progress.add_task("sampling", total=len(prompts), completed=len(done))

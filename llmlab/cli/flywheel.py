@@ -51,6 +51,13 @@ def register(subparsers: Any) -> None:
     measure.add_argument(
         "--data", help="the held-out `eval run --data` file: the reward model scores its inputs"
     )
+    measure.add_argument(
+        "--samples",
+        nargs=2,
+        metavar=("BASE.jsonl", "ALIGNED.jsonl"),
+        help="`feedback generate` completions of both models on the held-out prompts: also compare their mean "
+        "token F1 and share containing the reference, per question (needs --data)",
+    )
     measure.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: 0)")
     measure.add_argument("--out", required=True, metavar="FILE.json", help="where to write the measures")
     measure.set_defaults(func=run_measure)
@@ -96,7 +103,8 @@ def run_prompts(args: argparse.Namespace) -> int:
 def run_measure(args: argparse.Namespace) -> int:
     from llmlab.flywheel.measure import measure, write_measures
 
-    result = measure(args.base, args.aligned, args.reward_model, args.seed, data=args.data)
+    samples = tuple(args.samples) if args.samples else None
+    result = measure(args.base, args.aligned, args.reward_model, args.seed, data=args.data, samples=samples)
     write_measures(result, args.out)
     for name, m in result["measures"].items():
         print(f"{name}: base {m['base']:.4f}, aligned {m['aligned']:.4f}, delta {m['delta']:+.4f} "

@@ -7,9 +7,14 @@ From the two `llmlab eval run` results (the same held-out prompts, greedy decodi
 - the ranker's rule, per answer: 1 when it contains a reference answer (any case), else 0; and its length in
   characters (the rule's tie-break: shorter is better);
 - the ranker's preference between the two answers to each question: +1 aligned preferred, -1 base, 0 tie;
-- the reward model's score of each answer, when a reward model is given.
+- the reward model's score of each answer, when a reward model is given;
+- with `samples` (`feedback generate` of both models on the held-out prompts, n completions each at the
+  sampling temperature): per question, the mean token F1 of the samples against the reference answers and the
+  share that contain one. This is the policy's expected score under the ranker's rule on questions it never
+  saw, which is what DPO optimizes; averaging n samples a question makes it far steadier than one greedy
+  answer.
 
-The last three are per-item values; the interval is the percentile bootstrap of the mean of the paired
+The per-item values are paired by question; the interval is the percentile bootstrap of the mean of the paired
 differences (aligned - base), the same draw of items for both runs, as `eval compare` does.
 """
 
@@ -45,6 +50,7 @@ def measure(
     seed: int = 0,
     resamples: int = 1000,
     data: str | Path | None = None,
+    samples: tuple[str | Path, str | Path] | None = None,
 ) -> dict[str, Any]:
     """Every measure of the module docstring, as {"items", "measures": {name: {base, aligned, delta, low,
     high}}, "examples": [...]}. `data` (the `eval run --data` file, with ids) gives the reward model each
@@ -81,6 +87,8 @@ def measure(
             [float(s) for s in scorer.score(prompts, [b.prediction for b, _ in pairs])],
             [float(s) for s in scorer.score(prompts, [a.prediction for _, a in pairs])],
         )
+    if samples is not None:
+        per_item.update(sampled_measures(samples, data))
     for name, (before, after) in per_item.items():
         diff = np.asarray(after) - np.asarray(before)
         interval = mean_interval(diff, resamples, seed)
@@ -90,6 +98,39 @@ def measure(
                  "aligned": a.prediction} for b, a in pairs]  # fmt: skip
     return {"items": len(pairs), "paired_by": comparison.paired_by, "resamples": resamples, "seed": seed,
             "measures": measures, "examples": examples}  # fmt: skip
+
+
+def sampled_measures(
+    samples: tuple[str | Path, str | Path], data: str | Path | None
+) -> dict[str, tuple[list[float], list[float]]]:
+    """{"sampled_f1", "sampled_contains_reference"}: per held-out prompt, the mean over its completions in
+    each of the two `feedback generate` files (base, aligned), paired by prompt; the references come from
+    `data`, the `eval run --data` file ({"input", "reference"})."""
+    from llmlab.errors import DataError
+    from llmlab.evaluation.metrics.f1 import f1_score
+    from llmlab.rlhf.records import read_completion_sets
+
+    if data is None:
+        raise DataError("the sampled measures need --data (the held-out file with each prompt's reference)")
+    lines = Path(data).read_text(encoding="utf-8").splitlines()
+    references = {r["input"]: _listed(r["reference"]) for r in map(json.loads, filter(str.strip, lines))}
+    sets = [{s.prompt: s.completions for s in read_completion_sets(path)} for path in samples]
+    prompts = [p for p in references if p in sets[0] and p in sets[1]]
+    if not prompts:
+        raise DataError(f"{samples[0]} and {samples[1]} share no prompt with {data}; sample the held-out "
+                        "prompts of that file with `feedback generate`")  # fmt: skip
+
+    def mean(rule: Any, which: int) -> list[float]:
+        return [float(np.mean([rule(c, references[p]) for c in sets[which][p]])) for p in prompts]
+
+    return {
+        "sampled_f1": (mean(f1_score, 0), mean(f1_score, 1)),
+        "sampled_contains_reference": (mean(contains_reference, 0), mean(contains_reference, 1)),
+    }
+
+
+def _listed(reference: str | list[str]) -> list[str]:
+    return [reference] if isinstance(reference, str) else list(reference)
 
 
 def write_measures(result: dict[str, Any], out: str | Path) -> None:

@@ -137,7 +137,8 @@ def ask_questions(
     - answers.jsonl: per question its split, the RAG answer, its sources, whether a passage holds the answer;
     - prompts.jsonl: the train prompts, {"prompt"} (for `feedback generate`), and references.jsonl, the same
       with their {"reference"} answers (for the scripted ranker);
-    - heldout.jsonl: the held-out prompts, {"id", "input", "reference"} (for `eval run`), and task.yaml.
+    - heldout.jsonl: the held-out prompts, {"id", "input", "reference"} (for `eval run`), and task.yaml;
+      heldout-prompts.jsonl: the same prompts as {"prompt"} (for the sampled measures' `feedback generate`).
 
     Returns counts: train, heldout, and how many questions retrieval found a passage with the answer for.
     """
@@ -152,8 +153,8 @@ def ask_questions(
     with Store.open(store, create=False) as opened:
         answerer = Answerer(opened, engine, AnswerConfig(chunks=2, prompt="zero-shot", answer_style="free"),
                             answer_generation(max_new_tokens=max_new_tokens))  # fmt: skip
-        for split, q in splits:
-            answer = answerer.answer(q.question)
+        answers = answerer.answer_all([q.question for _, q in splits])
+        for (split, q), answer in zip(splits, answers, strict=True):
             passages = [hit.chunk.text for hit in answer.hits]
             prompt = grounded_prompt(q.question, passages)
             found = any(a.lower() in " ".join(prompt.lower().split()) for a in q.answers)
@@ -167,8 +168,10 @@ def ask_questions(
         out / "references.jsonl",
         [{"prompt": r["prompt"], "reference": r["reference"]} for r in train_records],
     )
+    held = [r for r in records if r["split"] == "heldout"]
     write_jsonl(out / "heldout.jsonl", [{"id": r["id"], "input": r["prompt"], "reference": r["reference"]}
-                                        for r in records if r["split"] == "heldout"])  # fmt: skip
+                                        for r in held])  # fmt: skip
+    write_jsonl(out / "heldout-prompts.jsonl", [{"prompt": r["prompt"]} for r in held])
     (out / "task.yaml").write_text(TASK.format(max_new_tokens=max_new_tokens), encoding="utf-8")
     return {"train": sum(r["split"] == "train" for r in records),
             "heldout": sum(r["split"] == "heldout" for r in records),

@@ -34,6 +34,8 @@ LABELS = {
     "characters": "answer length, characters",
     "reward": "reward model score",
     "ranker_preference": "contains-the-reference rule prefers aligned (+1) / base (−1)",
+    "sampled_f1": "sampled answers: mean token F1 vs reference",
+    "sampled_contains_reference": "sampled answers: share containing the reference",
 }
 
 
@@ -97,20 +99,29 @@ def write_report(config: FlywheelConfig, steps: list[Step]) -> Path:
         commands = "<br>".join(f"`llmlab {shlex.join(argv)}`" for argv in step.commands) or "(in-process)"
         artifacts = ", ".join(f"[{_rel(Path(w), run)}]({_rel(Path(w), run)})" for w in step.writes)
         lines.append(f"| {step.name} | {USED[step.name]} | {seconds} | {commands} | {artifacts} |")
-    lines += ["", *_measures(measures), "", *_curves(run), "", *_examples(measures), *_served(run)]
+    lines += ["", *_measures(measures, config), "", *_curves(run), "", *_examples(measures), *_served(run)]
     out = run / "report.md"
     out.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return out
 
 
-def _measures(result: dict[str, Any]) -> list[str]:
+def _measures(result: dict[str, Any], config: FlywheelConfig) -> list[str]:
+    sampled = (
+        f" The sampled measures average {config.heldout_samples} answers per question sampled at temperature "
+        f"{config.temperature} from each model ([10-eval/base-samples.jsonl](10-eval/base-samples.jsonl), "
+        "[10-eval/aligned-samples.jsonl](10-eval/aligned-samples.jsonl)): the policy's expected score under "
+        "the ranker's rule, which is what DPO optimizes."
+        if "sampled_f1" in result["measures"]
+        else ""
+    )
     lines = [
         "## Base vs aligned on the held-out questions",
         "",
         f"{result['items']} held-out questions, greedy answers (fp32), paired by {result['paired_by']}; "
         f"Δ = aligned − base with its 95% paired-bootstrap interval ({result['resamples']} resamples, seed "
         f"{result['seed']}). Files: [10-eval/base.json](10-eval/base.json), "
-        "[10-eval/aligned.json](10-eval/aligned.json), [10-eval/measures.json](10-eval/measures.json).",
+        "[10-eval/aligned.json](10-eval/aligned.json), [10-eval/measures.json](10-eval/measures.json)."
+        + sampled,
         "",
         "| measure | base | aligned | Δ | 95% CI |",
         "|---|---|---|---|---|",

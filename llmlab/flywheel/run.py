@@ -65,6 +65,10 @@ class FlywheelConfig:
     grows with the pairs (2: the 120 train questions' pairs train in about 20 minutes on 2 busy cores)"""
     temperature: float = 1.0
     """sampling temperature of the completions"""
+    heldout_samples: int = 4
+    """completions sampled per held-out question from the base and the aligned model (at `temperature`) for
+    the sampled measures: their mean token F1 is the policy's expected score under the ranker's rule, what DPO
+    optimizes (0: greedy answers only)"""
     max_new_tokens: int = 48
     """most tokens in an answer (sampling, evaluation, serving)"""
     dpo_epochs: int = 1
@@ -89,6 +93,9 @@ class FlywheelConfig:
         # a YAML config's list of files is kept as `--questions` gives them: one comma-separated string
         if isinstance(self.questions, (list, tuple)):
             object.__setattr__(self, "questions", ",".join(str(q) for q in self.questions))
+        if self.heldout_samples == 1:
+            raise FlywheelError("heldout_samples must be 0 (greedy answers only) or at least 2, got 1: one "
+                                "sample a question says little of the policy; use 4 (the default) or more")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -173,7 +180,8 @@ def plan(config: FlywheelConfig) -> list[Step]:
                "--max-new-tokens", tokens, "--out", p("03-ask")]],
              {p("01-split", "train.jsonl"): "split", p("01-split", "heldout.jsonl"): "split",
               p("02-ingest", "store.sqlite"): "ingest"},
-             [p("03-ask", f) for f in ("answers.jsonl", "prompts.jsonl", "references.jsonl", "heldout.jsonl", "task.yaml")]),
+             [p("03-ask", f) for f in ("answers.jsonl", "prompts.jsonl", "references.jsonl", "heldout.jsonl",
+                                       "heldout-prompts.jsonl", "task.yaml")]),
         Step("generate", "04-generate",
              [["feedback", "generate", "--model", model, "--prompts", p("03-ask", "prompts.jsonl"), "-n",
                str(c.n), "--temperature", str(c.temperature), "--max-new-tokens", tokens, "--seed", seed,
@@ -212,19 +220,28 @@ def plan(config: FlywheelConfig) -> list[Step]:
              [p("09-ppo", "adapter", "adapter_config.json")]))  # fmt: skip
     evaluate = ["eval", "run", "--model", model, "--precision", "fp32", "--task", p("03-ask", "task.yaml"),
                 "--data", p("03-ask", "heldout.jsonl"), "--max-new-tokens", tokens]  # fmt: skip
+    sample = ["feedback", "generate", "--model", model, "--prompts", p("03-ask", "heldout-prompts.jsonl"), "-n",
+              str(c.heldout_samples), "--temperature", str(c.temperature), "--max-new-tokens", tokens, "--seed",
+              seed, "--quiet"]  # fmt: skip
+    sampled = [p("10-eval", "base-samples.jsonl"), p("10-eval", "aligned-samples.jsonl")]
     steps += [
         Step("eval", "10-eval",
              [[*evaluate, "--name", "base", "--output", p("10-eval", "base.json")],
               [*evaluate, "--adapter", p("08-dpo", "adapter"), "--name", "aligned", "--output",
                p("10-eval", "aligned.json")],
+              *([[*sample, "--out", sampled[0]], [*sample, "--adapter", p("08-dpo", "adapter"), "--out", sampled[1]]]
+                if c.heldout_samples else []),
               ["eval", "compare", p("10-eval", "base.json"), p("10-eval", "aligned.json"), "--seed", seed],
               ["flywheel", "measure", p("10-eval", "base.json"), p("10-eval", "aligned.json"),
-               *(["--reward-model", rm, "--data", p("03-ask", "heldout.jsonl")] if c.reward else []), "--seed", seed, "--out",
+               "--data", p("03-ask", "heldout.jsonl"), *(["--reward-model", rm] if c.reward else []),
+               *(["--samples", *sampled] if c.heldout_samples else []), "--seed", seed, "--out",
                p("10-eval", "measures.json")]],
              {p("03-ask", "task.yaml"): "ask", p("03-ask", "heldout.jsonl"): "ask",
+              **({p("03-ask", "heldout-prompts.jsonl"): "ask"} if c.heldout_samples else {}),
               p("08-dpo", "adapter", "adapter_config.json"): "dpo",
               **({p("07-reward", "rm", "reward_model.json"): "reward"} if c.reward else {})},
-             [p("10-eval", f) for f in ("base.json", "aligned.json", "measures.json")]),
+             [p("10-eval", f) for f in ("base.json", "aligned.json", "measures.json")]
+             + (sampled if c.heldout_samples else [])),
     ]  # fmt: skip
     if c.serve:
         steps.append(Step("serve", "11-serve",

@@ -70,6 +70,10 @@ class AnswerEngine(Protocol):
 
     def stream(self, prompt: str, config: GenerationConfig | None = None) -> TextPieces: ...
 
+    def generate(self, prompts: Sequence[str], config: GenerationConfig | None = None) -> Sequence[Any]:
+        """Every prompt's completion (each has `.text`), decoded as one batch."""
+        ...
+
 
 @dataclass
 class AnswerConfig:
@@ -220,12 +224,19 @@ class AnswerStream:
     """Iterate for the answer's text pieces as they are generated; `.answer` is set once it is exhausted."""
 
     def __init__(
-        self, prompt: GroundedPrompt, pieces: Iterable[str], finish: Callable[[str], Answer], query: str = ""
+        self,
+        prompt: GroundedPrompt,
+        pieces: Iterable[str],
+        finish: Callable[[str], Answer],
+        query: str = "",
+        generated: bool = False,
     ):
         self.prompt = prompt
         self.query = query
         """What was searched for (in a chat, the rewritten follow-up)."""
         self._pieces, self._finish = pieces, finish
+        self.generated = generated
+        """Whether the text comes from the engine decoding `prompt.text` (with `Answerer.generation`)."""
         self.answer: Answer | None = None
         self.on_answer: list[Callable[[Answer], None]] = []
         """Called with the Answer when the stream is exhausted (a chat remembers the turn this way)."""
@@ -235,9 +246,14 @@ class AnswerStream:
         for piece in self._pieces:
             parts.append(piece)
             yield piece
-        self.answer = self._finish("".join(parts))
+        self.finish("".join(parts))
+
+    def finish(self, text: str) -> Answer:
+        """The Answer for a text generated elsewhere (a batch) instead of by iterating this stream."""
+        self.answer = self._finish(text)
         for callback in self.on_answer:
             callback(self.answer)
+        return self.answer
 
     def result(self) -> Answer:
         """Consume what is left of the stream and return the Answer."""
@@ -334,21 +350,34 @@ class Answerer:
         if style == "extractive" and prompt.hits and not gated:
             return self._extractive(question, query, prompt, relevance, on_topic)
         embed = self.store.embedder.embed if hits else _no_embed
-        pieces: Iterable[str] = (
-            self.engine.stream(prompt.text, self.generation)
-            if prompt.hits and not gated
-            else iter([NOT_FOUND])
-        )
+        generated = bool(prompt.hits) and not gated
+        pieces = self._generate(prompt.text) if generated else iter([NOT_FOUND])
 
         def finish(text: str) -> Answer:
             answer = finish_answer(question, text, prompt, embed, self.config.min_support, query)
             answer.relevance, answer.on_topic, answer.gated = relevance, on_topic, gated
             return answer
 
-        return AnswerStream(prompt, pieces, finish, query)
+        return AnswerStream(prompt, pieces, finish, query, generated)
+
+    def _generate(self, prompt: str) -> Iterator[str]:
+        """The engine's text pieces, started when first iterated (`answer_all` decodes a batch instead)."""
+        yield from self.engine.stream(prompt, self.generation)
 
     def answer(self, question: str, *, query: str | None = None) -> Answer:
         return self.stream(question, query=query).result()
+
+    def answer_all(self, questions: Sequence[str], batch_size: int = 8) -> list[Answer]:
+        """Answer each question as `answer` does, in order; the generated answers are decoded `batch_size`
+        prompts at a time (one `engine.generate` each), several times faster than one by one."""
+        streams = [self.stream(q) for q in questions]
+        waiting = [s for s in streams if s.generated]
+        for at in range(0, len(waiting), batch_size):
+            group = waiting[at : at + batch_size]
+            done = self.engine.generate([s.prompt.text for s in group], self.generation)
+            for s, completion in zip(group, done, strict=True):
+                s.finish(completion.text)
+        return [s.result() if s.answer is None else s.answer for s in streams]
 
     @functools.cached_property
     def _gated_store(self) -> bool:

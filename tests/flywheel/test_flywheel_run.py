@@ -171,6 +171,56 @@ def test_the_held_out_measures_apply_the_rankers_rule() -> None:
     assert ranker_preference("It is a library called X.", "A library.", refs) == 0.0
 
 
+def test_the_sampled_measures_average_each_questions_samples(tmp_path: Path) -> None:
+    """Hand-derived: question a's base samples score token F1 1 and 0 (mean 0.5), its aligned ones 1 and 1;
+    question b's base 0 and 0, aligned 2/3 ("the pypdf library": the article dropped, precision 1/2, recall 1)
+    and 0. The files list the prompts in other orders: the means are paired by prompt."""
+    from llmlab.errors import DataError
+    from llmlab.flywheel.measure import sampled_measures
+
+    data = tmp_path / "heldout.jsonl"
+    data.write_text(json.dumps({"id": "a", "input": "PA", "reference": ["Paris"]}) + "\n"
+                    + json.dumps({"id": "b", "input": "PB", "reference": ["pypdf"]}) + "\n")  # fmt: skip
+    base, aligned = tmp_path / "base.jsonl", tmp_path / "aligned.jsonl"
+    base.write_text(json.dumps({"prompt": "PB", "completions": ["pdfminer", "no idea"]}) + "\n"
+                    + json.dumps({"prompt": "PA", "completions": ["Paris", "London"]}) + "\n")  # fmt: skip
+    aligned.write_text(json.dumps({"prompt": "PA", "completions": ["Paris.", "paris"]}) + "\n"
+                       + json.dumps({"prompt": "PB", "completions": ["the pypdf library", "x"]}) + "\n")  # fmt: skip
+    measures = sampled_measures((base, aligned), data)
+    assert measures["sampled_f1"][0] == [0.5, 0.0]
+    assert measures["sampled_f1"][1] == pytest.approx([1.0, (2 * 1.0 * 0.5 / 1.5) / 2])
+    assert measures["sampled_contains_reference"] == ([0.5, 0.0], [1.0, 0.5])
+    other = tmp_path / "other.jsonl"
+    other.write_text(json.dumps({"prompt": "elsewhere", "completions": ["x", "y"]}) + "\n")
+    with pytest.raises(DataError, match="share no prompt with"):
+        sampled_measures((other, aligned), data)
+
+
+def test_the_eval_step_samples_both_models_on_the_held_out_prompts(config: FlywheelConfig) -> None:
+    from dataclasses import replace
+
+    run = Path(config.out)
+    evaluate = next(s for s in plan(config) if s.name == "eval")
+    sampled = [argv for argv in evaluate.commands if argv[:2] == ["feedback", "generate"]]
+    assert len(sampled) == 2 and all(argv[argv.index("-n") + 1] == "4" for argv in sampled)
+    assert all(
+        argv[argv.index("--prompts") + 1] == str(run / "03-ask" / "heldout-prompts.jsonl") for argv in sampled
+    )
+    assert "--adapter" not in sampled[0] and sampled[1][sampled[1].index("--adapter") + 1] == str(
+        run / "08-dpo" / "adapter"
+    )
+    measure = evaluate.commands[-1]
+    assert measure[measure.index("--samples") + 1 : measure.index("--samples") + 3] == [
+        str(run / "10-eval" / "base-samples.jsonl"),
+        str(run / "10-eval" / "aligned-samples.jsonl"),
+    ]
+    off = next(s for s in plan(replace(config, heldout_samples=0)) if s.name == "eval")
+    assert not any(argv[:2] == ["feedback", "generate"] for argv in off.commands)
+    assert "--samples" not in off.commands[-1]
+    with pytest.raises(FlywheelError, match=r"heldout_samples must be 0 .* or at least 2, got 1"):
+        replace(config, heldout_samples=1)
+
+
 def test_adapter_none_uses_the_model_as_is_and_a_bad_adapter_names_the_step(config: FlywheelConfig) -> None:
     from dataclasses import replace
 

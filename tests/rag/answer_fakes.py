@@ -66,6 +66,9 @@ class FakeEngine:
             raise AssertionError(f"the fake engine has no scripted reply left for prompt:\n{prompt}")
         return ScriptedStream(self.replies.pop(0))
 
+    def generate(self, prompts: Sequence[str], config=None) -> list[ScriptedStream]:
+        return [ScriptedStream("".join(self.stream(p, config))) for p in prompts]
+
 
 DOCS = {
     "garden.md": "# Garden\n\nThe garden opens at 9 am. Dogs must stay on a lead in the garden.\n",

@@ -4,6 +4,7 @@ answerer refusing an off-topic question without asking the model (scripted engin
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import pytest
 from answer_fakes import FakeEngine, keyword_store
@@ -76,3 +77,31 @@ def test_gate_does_not_apply_to_other_embedders(tiny_tok, kb):
 def test_bad_gate_setting_is_an_error():
     with pytest.raises(ConfigError, match="--relevance-gate must be one of auto, off, got 'on'"):
         AnswerConfig(relevance_gate="on")
+
+
+def test_answer_all_batches_the_generated_answers_and_keeps_each_answer(tiny_tok, kb, monkeypatch):
+    """`Answerer.answer_all` (the flywheel's ask step): the gated question gets NOT_FOUND without the model, the
+    others are decoded in batches of 2, in order, and each Answer is the one `answer` gives alone."""
+    monkeypatch.setattr(relevance, "FITTED_EMBEDDERS", ("keywords",))
+    questions = ["How long does bread bake?", "What is the capital of France?", "When does the garden open?",
+                 "Where do I buy a train ticket?"]  # fmt: skip
+    replies = ["In the oven for 40 minutes [1].", "At 9 am [1].", "At the station [1]."]
+
+    class Counting(FakeEngine):
+        batches: ClassVar[list[int]] = []
+
+        def generate(self, prompts, config=None):
+            self.batches.append(len(prompts))
+            return super().generate(prompts, config)
+
+    engine = Counting(tiny_tok, replies)
+    together = Answerer(kb, engine).answer_all(questions, batch_size=2)
+    assert engine.batches == [2, 1] and len(engine.prompts) == 3
+    answered = [questions[0], *questions[2:]]
+    alone = [
+        Answerer(kb, FakeEngine(tiny_tok, [r])).answer(q) for q, r in zip(answered, replies, strict=True)
+    ]
+    off = Answerer(kb, FakeEngine(tiny_tok, [])).answer(questions[1])
+    assert [a.to_dict() for a in together] == [a.to_dict() for a in [alone[0], off, *alone[1:]]]
+    assert together[1].gated and together[1].text == NOT_FOUND
+    assert [a.text for a in together] == [replies[0], NOT_FOUND, *replies[1:]]
