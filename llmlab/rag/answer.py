@@ -369,9 +369,9 @@ class Answerer:
 
     def answer_all(self, questions: Sequence[str], batch_size: int = 8) -> list[Answer]:
         """Answer each question as `answer` does, in order; the generated answers are decoded `batch_size`
-        prompts at a time (one `engine.generate` each), several times faster than one by one."""
+        prompts at a time (one `engine.generate` each), the longest prompts first, so a batch pads little."""
         streams = [self.stream(q) for q in questions]
-        waiting = [s for s in streams if s.generated]
+        waiting = sorted((s for s in streams if s.generated), key=lambda s: -s.prompt.tokens)
         for at in range(0, len(waiting), batch_size):
             group = waiting[at : at + batch_size]
             done = self.engine.generate([s.prompt.text for s in group], self.generation)

@@ -215,3 +215,37 @@ def test_identical_prompts_are_prefilled_once_and_sample_as_they_do_alone(tiny_m
     expected = [alone(engine, p, dataclasses.replace(config, seed=5 + i)) for i, p in enumerate(prompts)]
     assert got == expected and widths == [1, 1, 1, 1]
     assert len({tuple(t) for t in got}) == 4  # the copied rows still sample apart
+
+
+def test_prompts_of_very_different_lengths_are_prefilled_apart(tiny_model, tiny_tok):
+    """A long prompt among short ones gets its own prefill (it would make the others mostly padding); prompts
+    of similar lengths still share one, identical ones are prefilled once, and every row gets the greedy
+    tokens it gets alone."""
+    from llmlab.generation.batcher import _similar_lengths
+
+    engine = Engine(tiny_model, tiny_tok, precision="fp32")
+    shapes: list[tuple[int, int]] = []
+    prefill = engine.backend.prefill
+    engine.backend.prefill = lambda batch, n: (
+        shapes.append(tuple(batch.input_ids.shape)),
+        prefill(batch, n),
+    )[1]  # type: ignore[method-assign]
+    long = " ".join([PROMPTS[1]] * 40)
+    prompts = [PROMPTS[0], long, PROMPTS[1], PROMPTS[0]]
+    lengths = [len(engine.encode(p)) for p in prompts]
+    assert lengths[1] > 200 and max(lengths[0], lengths[2]) < 10  # 200 x 2 - 210 padding > 64 x 2
+    config = GenerationConfig(greedy=True, max_new_tokens=8, ignore_eos=True)
+    got = [c.token_ids for c in engine.generate(prompts, config)]
+    assert shapes == [(1, lengths[1]), (2, max(lengths[0], lengths[2]))]  # the long one alone, then two
+    shapes.clear()
+    assert got == [alone(engine, p, config) for p in prompts]
+
+    class Fake:
+        def __init__(self, n: int, token: int = 1) -> None:
+            self.prompt_ids = [token] * n
+
+    rows = [Fake(500), Fake(1400), Fake(480), Fake(500), Fake(20, 2), Fake(90, 3)]
+    parts = _similar_lengths(rows)  # type: ignore[arg-type]
+    # 1400 alone (500 more would pad 900 > 25% of 1900); 500, its twin and 480 (20 padding); 90 would pad
+    # 2 x 410 > 25% of 1070; 90 and 20 pad 70 <= 64 x 2
+    assert [[len(r.prompt_ids) for r in part] for part in parts] == [[1400], [500, 500, 480], [90, 20]]

@@ -81,27 +81,34 @@ def test_bad_gate_setting_is_an_error():
 
 def test_answer_all_batches_the_generated_answers_and_keeps_each_answer(tiny_tok, kb, monkeypatch):
     """`Answerer.answer_all` (the flywheel's ask step): the gated question gets NOT_FOUND without the model, the
-    others are decoded in batches of 2, in order, and each Answer is the one `answer` gives alone."""
+    others are decoded in batches of 2 (the longest prompts first), and each Answer, returned in the
+    questions' order, is the one `answer` gives alone."""
     monkeypatch.setattr(relevance, "FITTED_EMBEDDERS", ("keywords",))
-    questions = ["How long does bread bake?", "What is the capital of France?", "When does the garden open?",
-                 "Where do I buy a train ticket?"]  # fmt: skip
-    replies = ["In the oven for 40 minutes [1].", "At 9 am [1].", "At the station [1]."]
+    replies = {"How long does bread bake?": "In the oven for 40 minutes [1].",
+               "When does the garden open?": "At 9 am [1].", "Where do I buy a train ticket?": "At the station [1]."}  # fmt: skip
+    questions = [*list(replies)[:1], "What is the capital of France?", *list(replies)[1:]]
 
-    class Counting(FakeEngine):
-        batches: ClassVar[list[int]] = []
+    class ByQuestion(FakeEngine):
+        """Replies to the question its prompt ends with; records each batch's prompt lengths."""
+
+        batches: ClassVar[list[list[int]]] = []
+
+        def stream(self, prompt: str, config=None):
+            self.replies = [next(r for q, r in replies.items() if q in prompt[-200:])]
+            return super().stream(prompt, config)
 
         def generate(self, prompts, config=None):
-            self.batches.append(len(prompts))
+            self.batches.append([len(tiny_tok(p)["input_ids"]) for p in prompts])
             return super().generate(prompts, config)
 
-    engine = Counting(tiny_tok, replies)
+    engine = ByQuestion(tiny_tok, [])
     together = Answerer(kb, engine).answer_all(questions, batch_size=2)
-    assert engine.batches == [2, 1] and len(engine.prompts) == 3
-    answered = [questions[0], *questions[2:]]
-    alone = [
-        Answerer(kb, FakeEngine(tiny_tok, [r])).answer(q) for q, r in zip(answered, replies, strict=True)
-    ]
+    assert [len(b) for b in engine.batches] == [2, 1] and len(engine.prompts) == 3
+    lengths = [n for batch in engine.batches for n in batch]
+    assert lengths == sorted(lengths, reverse=True)
+    alone = {q: Answerer(kb, FakeEngine(tiny_tok, [r])).answer(q) for q, r in replies.items()}
     off = Answerer(kb, FakeEngine(tiny_tok, [])).answer(questions[1])
-    assert [a.to_dict() for a in together] == [a.to_dict() for a in [alone[0], off, *alone[1:]]]
+    expected = [alone[questions[0]], off, alone[questions[2]], alone[questions[3]]]
+    assert [a.to_dict() for a in together] == [a.to_dict() for a in expected]
     assert together[1].gated and together[1].text == NOT_FOUND
-    assert [a.text for a in together] == [replies[0], NOT_FOUND, *replies[1:]]
+    assert [a.text for a in together] == [replies[questions[0]], NOT_FOUND, *list(replies.values())[1:]]
