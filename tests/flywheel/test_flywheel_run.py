@@ -251,3 +251,15 @@ def test_the_reference_rankers_rules_are_stated_once(config: FlywheelConfig) -> 
     sources = "\n".join(p.read_text(encoding="utf-8") for p in sorted(package.rglob("*.py")))
     for text in [*(rule[:40] for rule in EXPLAINED.values()), *(f'"{c}"' for c in CRITERIA.values())]:
         assert sources.count(text) == 1, f"{text!r} is written more than once in llmlab/"
+
+
+def test_the_tutorial_shows_every_command_of_the_default_run() -> None:
+    """docs/flywheel.md spells out the steps one command each: every command `make flywheel` runs (the
+    defaults, into runs/flywheel) is on the page as it is run, so copying the page runs the same loop."""
+    import shlex
+
+    page = (Path(__file__).parents[2] / "docs" / "flywheel.md").read_text(encoding="utf-8")
+    shown = {line for line in page.splitlines() if line.startswith("llmlab ")}
+    commands = [f"llmlab {shlex.join(argv)}" for step in plan(FlywheelConfig()) for argv in step.commands]
+    assert len(commands) == 15
+    assert [c for c in commands if c not in shown] == []
