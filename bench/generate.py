@@ -5,7 +5,9 @@
 Prints tokens/s for batch 1 and batch 8 (greedy, fixed number of new tokens, prefill included), the ratio to
 transformers' fp32 generate on the same model, prompts and thread count, the ratio to llama.cpp
 (llama-cpp-python on the same GGUF; `make bench-llama` installs it), and the memory-bandwidth bound: weight
-bytes read per token / measured read bandwidth. Also the int8 path's perplexity on a fixed text vs fp32.
+bytes read per token / measured read bandwidth. Also the int8 path's perplexity on a fixed text vs fp32, and
+the time to first token for a RAG prompt of 1,000 tokens (`rag_prompt`: llmlab's grounded prompt over
+passages of docs/rag-store.md; prefill and one token; llama.cpp's prompt cache is reset before each run).
 
 Each peer (transformers, llama.cpp, llmlab int8, llmlab fp32) runs in its own subprocess, one after the
 other, so a peer that crashes (llama-cpp-python built from source segfaults on some Intel CPUs) is printed
@@ -53,6 +55,27 @@ QUESTIONS = [
     "What is a language model?",
     "Describe a rainy afternoon in a city.",
 ]
+
+
+RAG_TOKENS = 1000
+RAG_QUESTION = "How do I use PostgreSQL as the store?"
+
+
+def rag_prompt(tok: Any) -> list[int]:
+    """llmlab's zero-shot grounded prompt (chat template) over docs/rag-store.md, cut to RAG_TOKENS tokens of
+    prompt: the passages are the page's paragraphs, as many as fit."""
+    from llmlab.prompting.grounded import render_grounded
+
+    page = (Path(__file__).parents[1] / "docs" / "rag-store.md").read_text(encoding="utf-8")
+    paragraphs = [p for p in page.split("\n\n") if p.strip()]
+    best: list[int] = []
+    for k in range(1, len(paragraphs) + 1):
+        text = render_grounded(tok, RAG_QUESTION, ["\n\n".join(paragraphs[:k])], "zero-shot")
+        ids = tok(text, add_special_tokens=False)["input_ids"]
+        if len(ids) > RAG_TOKENS:
+            break
+        best = ids
+    return best
 
 
 def median_time(fn: Callable[[], object], repeats: int) -> float:
@@ -114,9 +137,10 @@ def without_extra_buffers(bindings: Any) -> Iterator[None]:
         bindings.llama_model_default_params = original
 
 
-def llama_cpp_tokens_per_second(
-    prompt: str, new: int, threads: int, repeats: int, plain: bool = False
-) -> float | None:
+def llama_cpp_rates(
+    prompt: str, rag: list[int], new: int, threads: int, repeats: int, plain: bool = False
+) -> dict[str, float] | None:
+    """{"1": tokens/s at batch 1, "ttft": seconds to the first token of the RAG prompt}, or None."""
     try:
         import llama_cpp.llama_cpp as bindings
         from llama_cpp import Llama
@@ -126,7 +150,7 @@ def llama_cpp_tokens_per_second(
         llm = Llama(
             model_path=str(resolve("smollm2-135m-instruct").path),
             n_threads=threads,
-            n_ctx=1024,
+            n_ctx=2048,
             verbose=False,
         )
     eos = llm.token_eos()
@@ -134,7 +158,11 @@ def llama_cpp_tokens_per_second(
     def run() -> None:
         llm.create_completion(prompt, max_tokens=new, temperature=0.0, logit_bias={eos: -1e9})
 
-    return new / median_time(run, repeats)
+    def first() -> None:
+        llm.reset()  # no prompt cache: the whole prompt is evaluated each time
+        llm.create_completion(rag, max_tokens=1, temperature=0.0)
+
+    return {"1": new / median_time(run, repeats), "ttft": median_time(first, repeats)}
 
 
 def perplexity(fused: FusedLlama, ids: torch.Tensor) -> float:
@@ -152,8 +180,9 @@ PEERS = {
 }
 
 
-def measure_peer(peer: str, args: argparse.Namespace) -> dict[int, float] | None:
-    """tokens/s by batch size for one peer, measured in this process (None: llama.cpp not installed)."""
+def measure_peer(peer: str, args: argparse.Namespace) -> dict[str, float] | None:
+    """tokens/s by batch size ("1", "8") and "ttft" (seconds) for one peer, measured in this process (None:
+    llama.cpp not installed)."""
     torch.set_num_threads(args.threads)
     os.environ["LLMLAB_THREADS"] = str(args.threads)  # the engine keeps this count (generation/threads.py)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -162,15 +191,23 @@ def measure_peer(peer: str, args: argparse.Namespace) -> dict[int, float] | None
     prompts = [render_chat(tok, [{"role": "user", "content": q}]) for q in QUESTIONS]
     new, reps = args.new_tokens, args.repeats
     half = max(new // 2, 1)
+    rag = rag_prompt(tok)
     if peer == "hf":
-        return {1: hf_tokens_per_second(model, tok, prompts[:1], new, reps),
-                8: hf_tokens_per_second(model, tok, prompts, half, reps)}  # fmt: skip
+        ids = torch.tensor([rag])
+
+        def first() -> None:
+            model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False, max_new_tokens=1,
+                           pad_token_id=tok.pad_token_id)  # fmt: skip
+
+        return {"1": hf_tokens_per_second(model, tok, prompts[:1], new, reps),
+                "8": hf_tokens_per_second(model, tok, prompts, half, reps), "ttft": median_time(first, reps)}  # fmt: skip
     if peer.startswith("llama.cpp"):
-        rate = llama_cpp_tokens_per_second(prompts[0], new, args.threads, reps, plain=peer.endswith("plain"))
-        return None if rate is None else {1: rate}
+        return llama_cpp_rates(prompts[0], rag, new, args.threads, reps, plain=peer.endswith("plain"))
     engine = Engine.from_loaded(loaded, precision=peer)
-    return {1: ours_tokens_per_second(engine, prompts[:1], new, reps),
-            8: ours_tokens_per_second(engine, prompts, half, reps)}  # fmt: skip
+    one = GenerationConfig(greedy=True, max_new_tokens=1)
+    return {"1": ours_tokens_per_second(engine, prompts[:1], new, reps),
+            "8": ours_tokens_per_second(engine, prompts, half, reps),
+            "ttft": median_time(lambda: engine.generate([rag], one), reps)}  # fmt: skip
 
 
 @dataclass
@@ -179,6 +216,8 @@ class PeerResult:
     """tokens/s by batch size; None when the peer is not installed or failed."""
     error: str | None = None
     """Why there are no rates: `crashed (SIGSEGV)`, `failed (exit 1): ...`, `timed out after N s`."""
+    ttft: float | None = None
+    """seconds to the first token of the RAG prompt"""
 
 
 def run_peer(argv: list[str], timeout: float) -> PeerResult:
@@ -194,7 +233,10 @@ def run_peer(argv: list[str], timeout: float) -> PeerResult:
         last = (done.stderr.strip().splitlines() or ["no output"])[-1]
         return PeerResult(None, f"failed (exit {done.returncode}): {last}")
     rates = json.loads(lines[-1])
-    return PeerResult(None if rates is None else {int(b): float(r) for b, r in rates.items()})
+    if rates is None:
+        return PeerResult(None)
+    ttft = rates.pop("ttft", None)
+    return PeerResult({int(b): float(r) for b, r in rates.items()}, ttft=ttft)
 
 
 def measure_llama_cpp(run: Callable[[str], PeerResult]) -> tuple[str, PeerResult]:
@@ -274,6 +316,7 @@ def main() -> None:
     def run(peer: str) -> PeerResult:
         return run_peer([sys.executable, __file__, "--peer", peer, *common], args.peer_timeout)
 
+    firsts: list[tuple[str, float]] = []
     for peer in ("hf", "llama.cpp", "int8", "fp32"):
         if peer == "llama.cpp":
             peer, result = measure_llama_cpp(run)
@@ -289,6 +332,14 @@ def main() -> None:
             cpp = result.rates[1]
         for batch in (1,) if peer.startswith("llama.cpp") else (1, 8):
             print(row(name, batch, result, base, cpp), flush=True)
+        if result.ttft is not None:
+            firsts.append((name, result.ttft))
+    if firsts:
+        print(f"\ntime to first token, a {RAG_TOKENS}-token RAG prompt (prefill and one token):")
+        print(f"{'engine':36} {'seconds':>8} {'vs HF fp32':>11}")
+        hf = dict(firsts).get(PEERS["hf"])
+        for name, seconds in firsts:
+            print(f"{name:36} {seconds:>8.3f} {f'{hf / seconds:.2f}x' if hf else '-':>11}")
     print_bounds(args.threads)
 
 
