@@ -73,9 +73,11 @@ class Int8Linear:
         else:
             high, low = x.amax(dim=-1, keepdim=True), x.amin(dim=-1, keepdim=True)
             center, half = (high + low) / 2, ((high - low) / 2).clamp_min(1e-6)
-            y = torch.ops.quantized.linear_dynamic((x - center) / half, self.packed, False)
-            y = y * half + center * self.row_sums
-        return y if self.bias is None else y + self.bias
+            # in place where the result is fresh: a prefill's (tokens, out) temporaries cost more than the
+            # matmul (bench/generate.py's time to first token); the same operations, so the same numbers
+            y = torch.ops.quantized.linear_dynamic((x - center).div_(half), self.packed, False)
+            y = y.mul_(half).add_(center * self.row_sums)
+        return y if self.bias is None else y.add_(self.bias)
 
 
 @torch.inference_mode()
