@@ -27,7 +27,7 @@ def test_a_crashing_peer_is_a_row_and_the_others_still_run() -> None:
     assert failing.error == "failed (exit 1): no model here"
     fine = bench.run_peer([sys.executable, "-c", "print('loading'); print('{\"1\": 20.0, \"8\": 80.0}')"], 60)
     assert fine.rates == {1: 20.0, 8: 80.0} and fine.ttft is None
-    timed = bench.run_peer([sys.executable, "-c", "print('{\"1\": 20.0, \"ttft\": 0.5}')"], 60)
+    timed = bench.run_peer([sys.executable, "-c", 'print(\'{"1": 20.0, "ttft": 0.5}\')'], 60)
     assert timed.rates == {1: 20.0} and timed.ttft == 0.5  # the time to first token is not a batch size
     base = {1: 10.0, 8: 40.0}
     assert bench.row("llama.cpp Q4_1", 1, crashed, base, None).split() == [
