@@ -20,7 +20,7 @@ questions (split by their gold paragraph, seed 14), it fits
 and reports both halves against today's rule (the best raw span score, the single margin of reader.json).
 With --write the weights, refit on all questions, go to the reader folder's reader.json.
 
-Usage: python bench/reader_decision.py --heldout DIR/heldout.jsonl [--reads reads.json] [--write]
+Usage: python bench/reader_decision.py --heldout DIR/heldout.jsonl [--reads reads.json] [--hold-refused PCT] [--write]
 """
 
 from __future__ import annotations
@@ -121,6 +121,7 @@ def variants(read: dict[str, Any], part: set[int] | None) -> list[dict[str, Any]
             spans = [SpanChoice(*c["span"]) if "span" in c else None for c in chunks]
             texts = [c["text"] for c in chunks]
             asked.append({"question": q["question"], "answers": q["answers"] if kind == "answerable" else None,
+                          "adversarial": bool(q.get("adversarial")),
                           "spans": spans, "texts": texts, "gold": [c["gold"] for c in chunks],
                           "dense": [c["dense"] for c in chunks]})  # fmt: skip
     return asked
@@ -130,12 +131,14 @@ def score(asked: list[dict[str, Any]], decision: Any) -> dict[str, float]:
     """EM/F1 on answerable (0 when refused), citation precision, refusal rates, mean F1 over all."""
     from llmlab.rag.reader import decide
 
-    em, f1, cited, chosen_f1, refuse_u, refuse_a, all_f1 = [], [], [], [], [], [], []
+    em, f1, cited, chosen_f1, refuse_u, refuse_a, all_f1, refuse_made = [], [], [], [], [], [], [], []
     for a in asked:
         span = decide(a["question"], a["texts"], a["spans"], decision)
         answered = decision.answers(span)
         if a["answers"] is None:
             refuse_u.append(not answered)
+            if a.get("adversarial"):
+                refuse_made.append(not answered)
             all_f1.append(float(not answered))
             continue
         text = span.text.strip() if span is not None else ""
@@ -151,7 +154,8 @@ def score(asked: list[dict[str, Any]], decision: Any) -> dict[str, float]:
         return 100 * sum(xs) / max(1, len(xs))
 
     return {"EM": pct(em), "F1": pct(f1), "cited": pct(cited), "span F1": pct(chosen_f1),
-            "refuses unanswerable": pct(refuse_u), "refuses answerable": pct(refuse_a), "F1 all": pct(all_f1)}  # fmt: skip
+            "refuses unanswerable": pct(refuse_u), "refuses answerable": pct(refuse_a), "F1 all": pct(all_f1),
+            "refuses made-unanswerable": pct(refuse_made)}  # fmt: skip
 
 
 def fit_rank_bonus(asked: list[dict[str, Any]], k: int) -> tuple[float, ...]:
@@ -228,6 +232,11 @@ def main() -> None:
     parser.add_argument("--reader", default="auto", help="a reader folder (default: the packaged one)")
     parser.add_argument("--heldout", type=Path, required=True)
     parser.add_argument("--reads", type=Path, help="cache of the reads (read and written here when given)")
+    parser.add_argument(
+        "--hold-refused",
+        type=float,
+        help="the %% of answerable questions the fitted rules may refuse (default: as many as the margin refuses)",
+    )
     parser.add_argument("--depth", type=int, default=10, help="chunks retrieved to find k without the answer")
     parser.add_argument(
         "--write", action="store_true", help="write the fitted decision to READER/reader.json"
@@ -256,7 +265,8 @@ def main() -> None:
     bonus = fit_rank_bonus(fit, k)
     print(f"rank bonus (fit half): {bonus}")
     names = ["margin", "chunk_margin", "score", "words", "number_missing", "rank"]
-    refused = score(fit, today)["refuses answerable"]  # today's false refusals on the fit half: held
+    # today's false refusals on the fit half (or --hold-refused): held
+    refused = args.hold_refused if args.hold_refused is not None else score(fit, today)["refuses answerable"]
     margins = [m / 4 for m in range(-16, 33)]
 
     def at_margin(bonus: tuple[float, ...]) -> Any:
@@ -276,7 +286,15 @@ def main() -> None:
     rows[6] = (rows[6][0], Decision(rank_bonus=bonus, weights=logistic.weights, threshold=min(
         t / 100 for t in range(1, 100) if score(fit, Decision(rank_bonus=bonus, weights=logistic.weights,
                                                                  threshold=t / 100))["refuses unanswerable"] >= 70)))  # fmt: skip
-    keys = ["EM", "F1", "cited", "refuses unanswerable", "refuses answerable", "F1 all"]
+    keys = [
+        "EM",
+        "F1",
+        "cited",
+        "refuses unanswerable",
+        "refuses made-unanswerable",
+        "refuses answerable",
+        "F1 all",
+    ]
     print("| rule | half | " + " | ".join(keys) + " |")
     print("|---|---|" + "---|" * len(keys))
     for name, decision in rows:
@@ -286,7 +304,10 @@ def main() -> None:
     for name, decision in rows:
         print(f"{name}: {decision}")
     if args.write:
-        final = fit_refusal(every, fit_rank_bonus(every, k), names, score(every, today)["refuses answerable"])
+        held_every = (
+            args.hold_refused if args.hold_refused is not None else score(every, today)["refuses answerable"]
+        )
+        final = fit_refusal(every, fit_rank_bonus(every, k), names, held_every)
         folder = READER_DIR if args.reader == "auto" else Path(args.reader)
         config = json.loads((folder / "reader.json").read_text(encoding="utf-8"))
         weights = {name: round(w, 4) for name, w in (final.weights or {}).items()}

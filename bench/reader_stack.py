@@ -1,7 +1,7 @@
 """Stack two LoRA adapters trained one after the other into one adapter on the first one's base model.
 
-`make reader` trains the span reader in two stages: LoRA on minilm-l6, then (warm-started) a second LoRA on
-the first one merged into minilm-l6. Both deltas add up, so one adapter of rank r1 + r2 holds them exactly:
+`make reader-adversarial` trains a second stage on the span reader: a second LoRA (warm-started) on the
+packaged one merged into minilm-l6. Both deltas add up, so one adapter of rank r1 + r2 holds them exactly:
 
     W + s1 B1 A1 + s2 B2 A2 = W + s [B1 (s1 / s) | B2 (s2 / s)] [A1; A2]      s = alpha / (r1 + r2)
 
@@ -38,7 +38,9 @@ def stack(first: Path, second: Path, out: Path) -> dict[str, object]:
     configs = [json.loads((f / "adapter_config.json").read_text(encoding="utf-8")) for f in (first, second)]
     for folder, config in zip((first, second), configs, strict=True):
         if config.get("rank_pattern") or config.get("alpha_pattern"):
-            raise SystemExit(f"{folder}: per-module ranks or alphas (rank_pattern, alpha_pattern) are not stacked")
+            raise SystemExit(
+                f"{folder}: per-module ranks or alphas (rank_pattern, alpha_pattern) are not stacked"
+            )
     for key in ("target_modules", "modules_to_save", "task_type"):
         if configs[0].get(key) != configs[1].get(key):
             raise SystemExit(

@@ -306,8 +306,7 @@ def test_reader_builder_makes_questions_unanswerable_by_changing_one_fact():
 
 
 def test_reader_split_with_adversarial_keeps_the_first_stage_data(tmp_path):
-    """--split --adversarial writes train.jsonl and heldout.jsonl as --split alone does (the first stage of
-    `make reader` is unchanged), heldout-adversarial.jsonl = heldout.jsonl + made-unanswerable twins of
+    """--split --adversarial writes train.jsonl and heldout.jsonl as --split alone does (`make reader`'s data), heldout-adversarial.jsonl = heldout.jsonl + made-unanswerable twins of
     held-out questions only, and adversarial.jsonl draws only on training documents."""
     build = _reader_build()
     build.split(tmp_path / "plain")

@@ -23,7 +23,8 @@ the full SQuAD 2.0 train file, 40 MB, is not reachable from this project's machi
 the answerable questions, seed 14. heldout-adversarial.jsonl is heldout.jsonl plus a made-unanswerable twin
 of every held-out question that can be changed (the question over its own paragraph, answer null); the
 training documents' go to adversarial.jsonl with SQuAD's own unanswerable questions and twice as many
-records drawn from train.jsonl again (the second stage of `make reader`, warm-started from the first).
+records drawn from train.jsonl again (the second stage of `make reader-adversarial`, warm-started from the packaged reader; an experiment that
+did not beat it: docs/rag.md).
 """
 
 from __future__ import annotations
