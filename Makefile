@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: venv demo adapter reader flywheel test lint typecheck test-fast test-slow test-isa bench bench-llama fmt clean
+.PHONY: venv demo adapter reader reader-adversarial flywheel test lint typecheck test-fast test-slow test-isa bench bench-llama fmt clean
 
 venv: $(STAMP)
 
@@ -54,6 +54,26 @@ reader: venv
 	mkdir -p $(READER_DIR)
 	cp $(READER_RUN)/adapter_config.json $(READER_RUN)/adapter_model.safetensors \
 		$(READER_RUN)/llmlab_adapter.json $(READER_RUN)/reader.json $(READER_DIR)/
+
+# An experiment, not packaged (docs/rag.md, "Made-unanswerable questions"): a second LoRA stage on the packaged
+# reader merged in, trained on made-unanswerable questions (build.py --adversarial) with SQuAD's own
+# unanswerable ones and first-stage records again, stacked into one rank-32 adapter (bench/reader_stack.py),
+# then the margin and the decision on the held-out documents with their made-unanswerable questions, and the
+# packaged reader's decision on the same questions to compare. About 35 minutes on 2 busy cores.
+STAGE2_RUN ?= runs/reader-adversarial
+reader-adversarial: venv
+	$(PY) bench/data/reader/build.py --split $(STAGE2_RUN)-data --adversarial
+	$(PY) bench/reader_stack.py merge $(READER_DIR) --out $(STAGE2_RUN)-1-merged
+	$(VENV)/bin/llmlab finetune lora --model $(STAGE2_RUN)-1-merged --task extractive-qa \
+		--data $(STAGE2_RUN)-data/adversarial.jsonl --val $(STAGE2_RUN)-data/heldout-adversarial.jsonl \
+		--rank 16 --alpha 32 --targets all-linear --seq-len 256 --batch-size 16 --epochs 1 --lr 5e-4 \
+		--eval-every 64 --seed 0 --out $(STAGE2_RUN)-2
+	$(PY) bench/reader_stack.py stack $(READER_DIR) $(STAGE2_RUN)-2 --out $(STAGE2_RUN)
+	$(PY) bench/reader_margin.py --reader $(STAGE2_RUN) --heldout $(STAGE2_RUN)-data/heldout-adversarial.jsonl --write
+	$(PY) bench/reader_decision.py --reader $(STAGE2_RUN) --heldout $(STAGE2_RUN)-data/heldout-adversarial.jsonl \
+		--reads $(STAGE2_RUN)-reads.json --hold-refused 10.4 --write
+	$(PY) bench/reader_decision.py --heldout $(STAGE2_RUN)-data/heldout-adversarial.jsonl \
+		--reads $(STAGE2_RUN)-reads-packaged.json --hold-refused 10.4
 
 # The whole loop (docs/flywheel.md): RAG answers, feedback, a scripted ranker, reward model, DPO, held-out
 # evaluation with intervals, serving; into runs/flywheel/ with a report.md. Rerunning skips finished steps.

@@ -172,6 +172,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 config = AnswerConfig(  # an adapter: style asks zero-shot, as the adapter was trained
                     **{"chunks": args.chunks, "prompt": prompt, "min_relevance": args.min_relevance}
                     | style_options(args.styles[0])
+                    | {"reader": args.reader}
                 )
                 answerer = Answerer(store, engine, config, generation)
                 start = time.perf_counter()
@@ -317,13 +318,13 @@ def run_squad(args: argparse.Namespace) -> dict[str, Any]:
             hits = store.search(item["question"], mode=defaults.mode, top_k=defaults.chunks)
             for style in args.styles:
                 engine = engines[style.rpartition(":")[0]]
-                answerer = Answerer(store, engine, AnswerConfig(**style_options(style)))
+                answerer = Answerer(store, engine, AnswerConfig(**style_options(style), reader=args.reader))
                 start = time.perf_counter()
                 answer = answerer.stream(item["question"], hits=hits).result()
                 row = score_squad(item, answer) | {"seconds": time.perf_counter() - start}
                 rows[style].append(row | {"gated": float(answer.gated)})
                 if answer.gated:  # what the model says without the relevance gate (the rest is the same)
-                    ungated = AnswerConfig(**style_options(style), relevance_gate="off")
+                    ungated = AnswerConfig(**style_options(style), relevance_gate="off", reader=args.reader)
                     start = time.perf_counter()
                     answer = Answerer(store, engine, ungated).stream(item["question"], hits=hits).result()
                     row = score_squad(item, answer) | {"seconds": time.perf_counter() - start}
@@ -407,6 +408,11 @@ def main() -> int:
         "set uses the first",
     )
     parser.add_argument("--adapter", help="a LoRA adapter (or run folder) for the adapter: styles")
+    parser.add_argument(
+        "--reader",
+        default="auto",
+        help="the span reader of the reader style (auto: the packaged one; or a folder)",
+    )
     parser.add_argument("--min-relevance", type=float, default=0.0, help="the relevance gate (0: off)")
     parser.add_argument("--limit", type=int, default=0, help="only the first N questions")
     parser.add_argument(

@@ -6,8 +6,10 @@ record came from) is put in a store, one Markdown file per document, and each di
 twice, as llmlab.rag.answer's reader path asks it (hybrid search, AnswerConfig's default top-k chunks):
   answerable   its top-k chunks from the store;
   unanswerable the top-k chunks that do not hold any gold answer (the answer removed from the store: the
-               retrieval miss RAG meets; the held-out SQuAD article has no question of SQuAD's own without
-               an answer).
+               retrieval miss RAG meets).
+A question that no record of its document answers (SQuAD's own unanswerable ones; the made-unanswerable ones
+of build.py --split --adversarial, written to look answerable as SQuAD's are) is asked once, with its top-k
+chunks from the whole store: unanswerable.
 Every chunk's best span and no-answer score is read once and cached (--reads). Then, on one half of the
 questions (split by their gold paragraph, seed 14), it fits
   rank_bonus  a score added to a span by its chunk's retrieval rank (grid search, best token F1 of the chosen
@@ -18,7 +20,7 @@ questions (split by their gold paragraph, seed 14), it fits
 and reports both halves against today's rule (the best raw span score, the single margin of reader.json).
 With --write the weights, refit on all questions, go to the reader folder's reader.json.
 
-Usage: python bench/reader_decision.py --heldout DIR/heldout.jsonl [--reads reads.json] [--write]
+Usage: python bench/reader_decision.py --heldout DIR/heldout.jsonl [--reads reads.json] [--hold-refused PCT] [--write]
 """
 
 from __future__ import annotations
@@ -41,16 +43,18 @@ from llmlab.evaluation.metrics.f1 import f1_score
 
 
 def questions_of(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Distinct (document, question) with their gold answers and gold paragraph (answerable records only)."""
+    """Distinct (document, question) with their gold answers and gold paragraph: the answerable questions, and
+    the questions no record of their document answers (SQuAD's own unanswerable ones, build.py
+    --adversarial's made-unanswerable ones: `answers` empty, `paragraph` the one they were asked about)."""
     found: dict[tuple[str, str], dict[str, Any]] = {}
-    for r in records:
-        if r["answer"] is None:
-            continue
+    # answerable records first: their paragraph is the question's gold one
+    for r in sorted(records, key=lambda r: r["answer"] is None):
         q = found.setdefault((r["group"], r["question"]), {"group": r["group"], "question": r["question"],
                                                            "answers": [], "paragraph": r["context"]})  # fmt: skip
-        if r["answer"] not in q["answers"]:
+        if r["answer"] is not None and r["answer"] not in q["answers"]:
             q["answers"].append(r["answer"])
-    return list(found.values())
+    answerable = [q for q in found.values() if q["answers"]]
+    return answerable + [q | {"adversarial": True} for q in found.values() if not q["answers"]]
 
 
 def read_all(heldout: Path, reader_folder: str, depth: int) -> dict[str, Any]:
@@ -92,6 +96,8 @@ def read_all(heldout: Path, reader_folder: str, depth: int) -> dict[str, Any]:
             for c, s in zip(needed, spans, strict=True):
                 if s is not None:
                     chunks[c].update(span=[s.score, s.start, s.end, s.null_score])
+            if q.get("adversarial"):  # asked once, over the whole store: its top-k chunks, none answers
+                missing, answerable = answerable, []
             out.append(q | {"chunks": chunks, "answerable": answerable, "missing": missing})
             if (i + 1) % 50 == 0:
                 print(
@@ -109,10 +115,13 @@ def variants(read: dict[str, Any], part: set[int] | None) -> list[dict[str, Any]
         if part is not None and i not in part:
             continue
         for kind in ("answerable", "missing"):
+            if kind == "answerable" and q.get("adversarial"):
+                continue
             chunks = [q["chunks"][c] for c in q[kind]]
             spans = [SpanChoice(*c["span"]) if "span" in c else None for c in chunks]
             texts = [c["text"] for c in chunks]
             asked.append({"question": q["question"], "answers": q["answers"] if kind == "answerable" else None,
+                          "adversarial": bool(q.get("adversarial")),
                           "spans": spans, "texts": texts, "gold": [c["gold"] for c in chunks],
                           "dense": [c["dense"] for c in chunks]})  # fmt: skip
     return asked
@@ -122,12 +131,14 @@ def score(asked: list[dict[str, Any]], decision: Any) -> dict[str, float]:
     """EM/F1 on answerable (0 when refused), citation precision, refusal rates, mean F1 over all."""
     from llmlab.rag.reader import decide
 
-    em, f1, cited, chosen_f1, refuse_u, refuse_a, all_f1 = [], [], [], [], [], [], []
+    em, f1, cited, chosen_f1, refuse_u, refuse_a, all_f1, refuse_made = [], [], [], [], [], [], [], []
     for a in asked:
         span = decide(a["question"], a["texts"], a["spans"], decision)
         answered = decision.answers(span)
         if a["answers"] is None:
             refuse_u.append(not answered)
+            if a.get("adversarial"):
+                refuse_made.append(not answered)
             all_f1.append(float(not answered))
             continue
         text = span.text.strip() if span is not None else ""
@@ -143,7 +154,8 @@ def score(asked: list[dict[str, Any]], decision: Any) -> dict[str, float]:
         return 100 * sum(xs) / max(1, len(xs))
 
     return {"EM": pct(em), "F1": pct(f1), "cited": pct(cited), "span F1": pct(chosen_f1),
-            "refuses unanswerable": pct(refuse_u), "refuses answerable": pct(refuse_a), "F1 all": pct(all_f1)}  # fmt: skip
+            "refuses unanswerable": pct(refuse_u), "refuses answerable": pct(refuse_a), "F1 all": pct(all_f1),
+            "refuses made-unanswerable": pct(refuse_made)}  # fmt: skip
 
 
 def fit_rank_bonus(asked: list[dict[str, Any]], k: int) -> tuple[float, ...]:
@@ -220,6 +232,11 @@ def main() -> None:
     parser.add_argument("--reader", default="auto", help="a reader folder (default: the packaged one)")
     parser.add_argument("--heldout", type=Path, required=True)
     parser.add_argument("--reads", type=Path, help="cache of the reads (read and written here when given)")
+    parser.add_argument(
+        "--hold-refused",
+        type=float,
+        help="the %% of answerable questions the fitted rules may refuse (default: as many as the margin refuses)",
+    )
     parser.add_argument("--depth", type=int, default=10, help="chunks retrieved to find k without the answer")
     parser.add_argument(
         "--write", action="store_true", help="write the fitted decision to READER/reader.json"
@@ -240,19 +257,23 @@ def main() -> None:
     a_part = {i for i, q in enumerate(read["questions"]) if q["paragraph"] in half}
     b_part = set(range(len(read["questions"]))) - a_part
     fit, val, every = variants(read, a_part), variants(read, b_part), variants(read, None)
-    print(f"{len(read['questions'])} questions, each asked answerable and with its answer removed from the "
-          f"store ({k} chunks); fit half {len(a_part)}, validation half {len(b_part)}")  # fmt: skip
+    made = sum(bool(q.get("adversarial")) for q in read["questions"])
+    print(f"{len(read['questions']) - made} questions asked answerable and with their answer removed from the "
+          f"store, {made} unanswerable ones asked over the whole store ({k} chunks); fit half {len(a_part)}, "
+          f"validation half {len(b_part)}")  # fmt: skip
     today = Decision(margin=load_reader(args.reader).margin)
     bonus = fit_rank_bonus(fit, k)
     print(f"rank bonus (fit half): {bonus}")
     names = ["margin", "chunk_margin", "score", "words", "number_missing", "rank"]
-    refused = score(fit, today)["refuses answerable"]  # today's false refusals on the fit half: held
+    # today's false refusals on the fit half (or --hold-refused): held
+    refused = args.hold_refused if args.hold_refused is not None else score(fit, today)["refuses answerable"]
     margins = [m / 4 for m in range(-16, 33)]
 
     def at_margin(bonus: tuple[float, ...]) -> Any:
         return lambda m: Decision(rank_bonus=bonus, margin=m)
 
     rows = [
+        ("as in the reader's reader.json", load_reader(args.reader).rule),
         ("today: best span score, margin", today),
         ("rank bonus, same margin", Decision(rank_bonus=bonus, margin=today.margin)),
         ("rank bonus, margin at today's false refusals", Decision(rank_bonus=bonus, margin=held(fit, at_margin(bonus), margins, refused))),
@@ -261,11 +282,19 @@ def main() -> None:
             m for m in margins if score(fit, Decision(rank_bonus=bonus, margin=m))["refuses unanswerable"] >= 70))),
         ("rank bonus, logistic refusing 70% of unanswerable", fit_refusal(fit, bonus, names, 100.0)),
     ]  # fmt: skip
-    logistic = rows[3][1]
-    rows[5] = (rows[5][0], Decision(rank_bonus=bonus, weights=logistic.weights, threshold=min(
+    logistic = rows[4][1]
+    rows[6] = (rows[6][0], Decision(rank_bonus=bonus, weights=logistic.weights, threshold=min(
         t / 100 for t in range(1, 100) if score(fit, Decision(rank_bonus=bonus, weights=logistic.weights,
                                                                  threshold=t / 100))["refuses unanswerable"] >= 70)))  # fmt: skip
-    keys = ["EM", "F1", "cited", "refuses unanswerable", "refuses answerable", "F1 all"]
+    keys = [
+        "EM",
+        "F1",
+        "cited",
+        "refuses unanswerable",
+        "refuses made-unanswerable",
+        "refuses answerable",
+        "F1 all",
+    ]
     print("| rule | half | " + " | ".join(keys) + " |")
     print("|---|---|" + "---|" * len(keys))
     for name, decision in rows:
@@ -275,7 +304,10 @@ def main() -> None:
     for name, decision in rows:
         print(f"{name}: {decision}")
     if args.write:
-        final = fit_refusal(every, fit_rank_bonus(every, k), names, score(every, today)["refuses answerable"])
+        held_every = (
+            args.hold_refused if args.hold_refused is not None else score(every, today)["refuses answerable"]
+        )
+        final = fit_refusal(every, fit_rank_bonus(every, k), names, held_every)
         folder = READER_DIR if args.reader == "auto" else Path(args.reader)
         config = json.loads((folder / "reader.json").read_text(encoding="utf-8"))
         weights = {name: round(w, 4) for name, w in (final.weights or {}).items()}

@@ -224,3 +224,58 @@ def test_a_span_keeps_to_the_markdown_unit_it_starts_in(text, start, end, quote)
     assert got is not None and text[got.start : got.end] == quote
     assert (got.score, got.null_score) == (2.0, -1.0)
     assert whole_markup(text, None) is None
+
+
+def _adapter(folder, model, modules, rank, alpha, seed):
+    """A PEFT LoRA adapter folder with random A and B on `modules` of `model`, and its own span head."""
+    import json
+
+    from safetensors.torch import save_file
+
+    torch.manual_seed(seed)
+    named = dict(model.named_modules())
+    tensors = {}
+    for name in modules:
+        layer = named[name]
+        tensors[f"base_model.model.{name}.lora_A.weight"] = torch.randn(rank, layer.in_features)
+        tensors[f"base_model.model.{name}.lora_B.weight"] = torch.randn(layer.out_features, rank)
+    tensors["base_model.model.qa_outputs.weight"] = torch.randn_like(model.qa_outputs.weight)
+    tensors["base_model.model.qa_outputs.bias"] = torch.randn_like(model.qa_outputs.bias)
+    folder.mkdir()
+    save_file(tensors, str(folder / "adapter_model.safetensors"))
+    config = {"peft_type": "LORA", "r": rank, "lora_alpha": alpha, "target_modules": ["query", "value"],
+              "modules_to_save": ["qa_outputs"], "task_type": "QUESTION_ANS", "bias": "none"}  # fmt: skip
+    (folder / "adapter_config.json").write_text(json.dumps(config))
+
+
+def test_stacked_adapter_equals_merging_both(tmp_path):
+    """bench/reader_stack.py: one rank r1 + r2 adapter (B scaled by s_i / s) merges to the same weights as the
+    first adapter merged, then the second merged on top; the span head is the second's. Different scales
+    (alpha / rank: 4 / 2 and 3 / 3) check the rescaling."""
+    import importlib.util
+    from pathlib import Path
+
+    from transformers import BertConfig, BertForQuestionAnswering
+
+    from llmlab.peft.peft_format import merge_lora_adapter
+
+    path = Path(__file__).resolve().parents[2] / "bench" / "reader_stack.py"
+    spec = importlib.util.spec_from_file_location("reader_stack", path)
+    stack = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(stack)
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=32, max_position_embeddings=32)  # fmt: skip
+    base = BertForQuestionAnswering(config).eval()
+    modules = [f"bert.encoder.layer.{i}.attention.self.{m}" for i in range(2) for m in ("query", "value")]
+    _adapter(tmp_path / "first", base, modules, rank=2, alpha=4.0, seed=1)
+    _adapter(tmp_path / "second", base, modules, rank=3, alpha=3.0, seed=2)
+    written = stack.stack(tmp_path / "first", tmp_path / "second", tmp_path / "stacked")
+    assert written["r"] == 5 and written["lora_alpha"] == 10.0  # scale 2, the first's
+    both = merge_lora_adapter(merge_lora_adapter(base, tmp_path / "first"), tmp_path / "second")
+    stacked = merge_lora_adapter(base, tmp_path / "stacked")
+    for (name, want), (_, got) in zip(both.state_dict().items(), stacked.state_dict().items(), strict=True):
+        torch.testing.assert_close(got, want, msg=name)
+    assert not torch.equal(
+        stacked.state_dict()[f"{modules[0]}.weight"], base.state_dict()[f"{modules[0]}.weight"]
+    )

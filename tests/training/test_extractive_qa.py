@@ -257,3 +257,75 @@ def test_reader_data_builder_on_a_tiny_squad_file(tmp_path):
     dev.write_text(json.dumps(squad), encoding="utf-8")
     refused = subprocess.run([*run[:3], str(dev), "--out", str(out)], capture_output=True, text=True)
     assert refused.returncode != 0 and "looks like a dev/test split" in refused.stderr
+
+
+def _reader_build():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "bench" / "data" / "reader" / "build.py"
+    spec = importlib.util.spec_from_file_location("reader_build", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_reader_builder_makes_questions_unanswerable_by_changing_one_fact():
+    """build.py --adversarial: a number the paragraph holds shifts to one the document never mentions, a name
+    becomes another document's name of as many words, a word becomes its antonym only when the paragraph has
+    the word and the document not the antonym; a question with nothing to change is left out."""
+    import random
+
+    build = _reader_build()
+    context = "The Eiffel Tower was the first tower built in Paris, in 1889, by Gustave Eiffel."
+    document = context + "\nIt was repainted in 1890 and 1891."
+    rng = random.Random(0)
+    number = build.shifted_number("When was the first tower built in 1889?", context, document, rng)
+    changed = number.removeprefix("When was the first tower built in ").removesuffix("?")
+    assert changed.isdigit() and changed not in document and abs(int(changed) - 1889) <= 9
+    assert build.shifted_number("When was it built?", context, document, rng) is None
+    assert build.antonym("What was the first tower built in Paris?", context, document, rng) == (
+        "What was the last tower built in Paris?"
+    )
+    assert build.antonym("What was the first tower?", context, document + " The last one.", rng) is None
+    common = {"the", "tower"}
+    swapped = build.swapped_name(
+        "Who built the tower in Paris?", context, document, ["Lyon", "New York", "Paris"], common, rng
+    )
+    assert swapped == "Who built the tower in Lyon?"
+    assert build.names_of("Where did Gustave Eiffel live? The tower", common) == ["Gustave Eiffel"]
+    records = [
+        {"question": "When was the tower built in 1889?", "context": context, "answer": "1889",
+         "answer_start": context.index("1889"), "group": "squad:Eiffel"},
+        {"question": "Why?", "context": context, "answer": "by Gustave Eiffel", "answer_start": 60,
+         "group": "squad:Eiffel"},
+    ]  # fmt: skip
+    made = build.adversarial(records, 1.0, 14)
+    assert len(made) == 1 and made[0]["answer"] is None and made[0]["answer_start"] is None
+    assert made[0]["context"] == context and made[0]["question"] != records[0]["question"]
+
+
+def test_reader_split_with_adversarial_keeps_the_first_stage_data(tmp_path):
+    """--split --adversarial writes train.jsonl and heldout.jsonl as --split alone does (`make reader`'s data), heldout-adversarial.jsonl = heldout.jsonl + made-unanswerable twins of
+    held-out questions only, and adversarial.jsonl draws only on training documents."""
+    build = _reader_build()
+    build.split(tmp_path / "plain")
+    build.split(tmp_path / "both", with_adversarial=True)
+
+    def read(name):
+        return [json.loads(x) for x in (tmp_path / name).read_text(encoding="utf-8").splitlines()]
+
+    for name in ("train.jsonl", "heldout.jsonl"):
+        assert read(f"plain/{name}") == read(f"both/{name}")
+    heldout, extended = read("both/heldout.jsonl"), read("both/heldout-adversarial.jsonl")
+    made = extended[len(heldout) :]
+    assert extended[: len(heldout)] == heldout and len(made) >= 50
+    assert all(r["answer"] is None for r in made)
+    held_groups = {r["group"] for r in heldout}
+    assert {r["group"] for r in made} <= held_groups
+    second = read("both/adversarial.jsonl")
+    assert not {r["group"] for r in second} & held_groups
+    asked = {(r["group"], r["question"]) for r in read("both/train.jsonl")}
+    new = [r for r in second if (r["group"], r["question"]) not in asked]
+    assert new and all(r["answer"] is None for r in new)
+    assert sum(r["answer"] is not None for r in second) >= len(new)  # answering is drawn again, not forgotten
