@@ -20,14 +20,18 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-def scale(config: dict[str, object]) -> float:
-    rank = float(config["r"])  # type: ignore[arg-type]
-    alpha = float(config["lora_alpha"])  # type: ignore[arg-type]
-    return alpha / (rank**0.5 if config.get("use_rslora") else rank)
+def scale(config: dict[str, Any]) -> float:
+    """The LoRA scale of a whole adapter (no per-module patterns: `stack` refuses them), as peft computes it."""
+    from llmlab.peft.peft_format import LoraAdapterConfig
+
+    lora = LoraAdapterConfig(r=int(config["r"]), lora_alpha=float(config["lora_alpha"]),
+                             use_rslora=bool(config.get("use_rslora")))  # fmt: skip
+    return lora.scale("", lora.r)
 
 
 def stack(first: Path, second: Path, out: Path) -> dict[str, object]:
