@@ -63,19 +63,21 @@ RAG_QUESTION = "How do I use PostgreSQL as the store?"
 
 def rag_prompt(tok: Any) -> list[int]:
     """llmlab's zero-shot grounded prompt (chat template) over docs/rag-store.md, cut to RAG_TOKENS tokens of
-    prompt: the passages are the page's paragraphs, as many as fit."""
+    prompt: the passages are the page's paragraphs, as many as fit (prompting.budget.fit_to_budget)."""
+    from llmlab.prompting.budget import fit_to_budget
     from llmlab.prompting.grounded import render_grounded
 
     page = (Path(__file__).parents[1] / "docs" / "rag-store.md").read_text(encoding="utf-8")
     paragraphs = [p for p in page.split("\n\n") if p.strip()]
-    best: list[int] = []
-    for k in range(1, len(paragraphs) + 1):
-        text = render_grounded(tok, RAG_QUESTION, ["\n\n".join(paragraphs[:k])], "zero-shot")
-        ids = tok(text, add_special_tokens=False)["input_ids"]
-        if len(ids) > RAG_TOKENS:
-            break
-        best = ids
-    return best
+
+    def ids(text: str) -> list[int]:
+        return tok(text, add_special_tokens=False)["input_ids"]
+
+    fitted = fit_to_budget(
+        lambda k: render_grounded(tok, RAG_QUESTION, ["\n\n".join(paragraphs[:k])], "zero-shot"),
+        len(paragraphs), RAG_TOKENS, lambda text: len(ids(text)), least=1,
+    )  # fmt: skip
+    return ids(fitted.text)
 
 
 def median_time(fn: Callable[[], object], repeats: int) -> float:
