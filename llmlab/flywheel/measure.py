@@ -74,21 +74,28 @@ def measure(
         "ranker_preference": ([0.0] * len(pairs), [ranker_preference(b.prediction, a.prediction, b.references)
                                                    for b, a in pairs]),
     }  # fmt: skip
+    inputs: dict[str, str] = {}  # id -> the prompt as written in `data` (feedback generate's prompt)
+    if data is not None:
+        lines = Path(data).read_text(encoding="utf-8").splitlines()
+        inputs = {str(r["id"]): r["input"] for r in map(json.loads, filter(str.strip, lines))}
     if reward_model:
         from llmlab.rlhf.reward_model import load_reward_model
 
         scorer = load_reward_model(reward_model)
-        inputs: dict[str, str] = {}
-        if data is not None:
-            lines = Path(data).read_text(encoding="utf-8").splitlines()
-            inputs = {str(r["id"]): r["input"] for r in map(json.loads, filter(str.strip, lines))}
         prompts = [inputs.get(b.id, b.prompt) for b, _ in pairs]
         per_item["reward"] = (
             [float(s) for s in scorer.score(prompts, [b.prediction for b, _ in pairs])],
             [float(s) for s in scorer.score(prompts, [a.prediction for _, a in pairs])],
         )
     if samples is not None:
-        per_item.update(sampled_measures(samples, data))
+        from llmlab.errors import DataError
+
+        if not inputs:
+            raise DataError(
+                "the sampled measures need --data (the held-out file with each prompt as sampled)"
+            )
+        references = {inputs[b.id]: b.references for b, _ in pairs if b.id in inputs}
+        per_item.update(sampled_measures(samples, references))
     for name, (before, after) in per_item.items():
         diff = np.asarray(after) - np.asarray(before)
         interval = mean_interval(diff, resamples, seed)
@@ -101,24 +108,20 @@ def measure(
 
 
 def sampled_measures(
-    samples: tuple[str | Path, str | Path], data: str | Path | None
+    samples: tuple[str | Path, str | Path], references: dict[str, list[str]]
 ) -> dict[str, tuple[list[float], list[float]]]:
-    """{"sampled_f1", "sampled_contains_reference"}: per held-out prompt, the mean over its completions in
-    each of the two `feedback generate` files (base, aligned), paired by prompt; the references come from
-    `data`, the `eval run --data` file ({"input", "reference"})."""
+    """{"sampled_f1", "sampled_contains_reference"}: per held-out prompt of `references` (prompt -> its
+    reference answers), the mean over its completions in each of the two `feedback generate` files (base,
+    aligned), paired by prompt."""
     from llmlab.errors import DataError
     from llmlab.evaluation.metrics.f1 import f1_score
     from llmlab.rlhf.records import read_completion_sets
 
-    if data is None:
-        raise DataError("the sampled measures need --data (the held-out file with each prompt's reference)")
-    lines = Path(data).read_text(encoding="utf-8").splitlines()
-    references = {r["input"]: _listed(r["reference"]) for r in map(json.loads, filter(str.strip, lines))}
     sets = [{s.prompt: s.completions for s in read_completion_sets(path)} for path in samples]
     prompts = [p for p in references if p in sets[0] and p in sets[1]]
     if not prompts:
-        raise DataError(f"{samples[0]} and {samples[1]} share no prompt with {data}; sample the held-out "
-                        "prompts of that file with `feedback generate`")  # fmt: skip
+        raise DataError(f"{samples[0]} and {samples[1]} share no held-out prompt; sample the held-out prompts "
+                        "(`eval run --data`'s inputs) with `feedback generate`")  # fmt: skip
 
     def mean(rule: Any, which: int) -> list[float]:
         return [float(np.mean([rule(c, references[p]) for c in sets[which][p]])) for p in prompts]
@@ -127,10 +130,6 @@ def sampled_measures(
         "sampled_f1": (mean(f1_score, 0), mean(f1_score, 1)),
         "sampled_contains_reference": (mean(contains_reference, 0), mean(contains_reference, 1)),
     }
-
-
-def _listed(reference: str | list[str]) -> list[str]:
-    return [reference] if isinstance(reference, str) else list(reference)
 
 
 def write_measures(result: dict[str, Any], out: str | Path) -> None:

@@ -178,9 +178,7 @@ def test_the_sampled_measures_average_each_questions_samples(tmp_path: Path) -> 
     from llmlab.errors import DataError
     from llmlab.flywheel.measure import sampled_measures
 
-    data = tmp_path / "heldout.jsonl"
-    data.write_text(json.dumps({"id": "a", "input": "PA", "reference": ["Paris"]}) + "\n"
-                    + json.dumps({"id": "b", "input": "PB", "reference": ["pypdf"]}) + "\n")  # fmt: skip
+    data = {"PA": ["Paris"], "PB": ["pypdf"]}  # held-out prompt -> its references
     base, aligned = tmp_path / "base.jsonl", tmp_path / "aligned.jsonl"
     base.write_text(json.dumps({"prompt": "PB", "completions": ["pdfminer", "no idea"]}) + "\n"
                     + json.dumps({"prompt": "PA", "completions": ["Paris", "London"]}) + "\n")  # fmt: skip
@@ -192,7 +190,7 @@ def test_the_sampled_measures_average_each_questions_samples(tmp_path: Path) -> 
     assert measures["sampled_contains_reference"] == ([0.5, 0.0], [1.0, 0.5])
     other = tmp_path / "other.jsonl"
     other.write_text(json.dumps({"prompt": "elsewhere", "completions": ["x", "y"]}) + "\n")
-    with pytest.raises(DataError, match="share no prompt with"):
+    with pytest.raises(DataError, match="share no held-out prompt"):
         sampled_measures((other, aligned), data)
 
 
