@@ -33,7 +33,8 @@ QA = Path(__file__).parent / "data" / "qa" / "guide.jsonl"
 def guide_prompts(limit: int) -> list[str]:
     """The grounded prompts for the first `limit` answerable guide questions (as `llmlab rag ask` builds them)."""
     from llmlab.models import load_model
-    from llmlab.rag.answer import AnswerConfig, answer_generation, build_prompt
+    from llmlab.rag.answer import AnswerConfig, answer_generation
+    from llmlab.rag.grounded_answer import build_prompt
     from llmlab.rag.ingest import IngestConfig
     from llmlab.rag.store import Store
 

@@ -29,7 +29,8 @@ from llmlab.cli.rag_output import (
 )
 
 if TYPE_CHECKING:
-    from llmlab.rag.answer import Answerer, AnswerStream
+    from llmlab.rag.answer import Answerer
+    from llmlab.rag.grounded_answer import AnswerStream
     from llmlab.rag.result import Answer
     from llmlab.rag.store import Store
 

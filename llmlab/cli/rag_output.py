@@ -14,7 +14,7 @@ from llmlab.cli.output import console, err_console, print_table
 from llmlab.rag.relevance import THRESHOLD as GATE_THRESHOLD
 
 if TYPE_CHECKING:
-    from llmlab.rag.answer import AnswerStream
+    from llmlab.rag.grounded_answer import AnswerStream
     from llmlab.rag.ingest import IngestReport
     from llmlab.rag.result import Answer
 

@@ -11,7 +11,7 @@ runs: a trained span reader (reader.py) picks the span over the retrieved chunks
 ones), or replies NOT_FOUND when its fitted refusal (reader.json) finds the question unanswered there.
 
 The prompt itself (rules, worked examples, fences) is llmlab/prompting/grounded.py; fitting it into the token
-budget is llmlab/prompting/budget.py. An optional relevance gate (`min_relevance`, off by default) replies
+budget (build_prompt) and checking the generated text (finish_answer, AnswerStream) is grounded_answer.py. An optional relevance gate (`min_relevance`, off by default) replies
 NOT_FOUND without generating when no retrieved chunk is close to the question. After generating, an answer
 no passage supports has no sources, which the CLI says.
 
@@ -23,22 +23,21 @@ Tests: tests/rag/test_answer.py (scripted fake engine), tests/rag/test_answer_sl
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from llmlab.errors import ConfigError
 from llmlab.generation.config import GenerationConfig
-from llmlab.prompting.budget import count_tokens, fit_to_budget
-from llmlab.prompting.grounded import NOT_FOUND, PROMPTS, STYLES, render_grounded
-from llmlab.rag.citations import attribute, is_not_found, parse_citations, sources_from, validate_citations
+from llmlab.prompting.grounded import NOT_FOUND, PROMPTS, STYLES
 from llmlab.rag.extractive import SpanConstraint, extractive_answer, span_constraint
+from llmlab.rag.grounded_answer import AnswerStream, GroundedPrompt, build_prompt, finish_answer
 from llmlab.rag.relevance import THRESHOLD as GATE_THRESHOLD
 from llmlab.rag.relevance import gate_applies, on_topic_probability, relevance_features
 from llmlab.rag.result import Answer
 from llmlab.rag.retrieval import MODES
-from llmlab.rag.types import Chunk, Hit
+from llmlab.rag.types import Hit
 
 if TYPE_CHECKING:
     from llmlab.rag.reader import Reader
@@ -143,124 +142,6 @@ class AnswerConfig:
 def answer_generation(**overrides: Any) -> GenerationConfig:
     """The decoding settings for answers: ANSWER_DEFAULTS, then `overrides` (e.g. the CLI's flags)."""
     return GenerationConfig(**{**ANSWER_DEFAULTS, **overrides})
-
-
-@dataclass
-class GroundedPrompt:
-    """The prompt text and which hits made it in: context block n is `hits[n - 1]`."""
-
-    text: str
-    tokens: int
-    hits: list[Hit]
-    dropped: list[Hit]
-    """Lower-ranked hits left out to fit the token budget."""
-
-
-def render_prompt(
-    tokenizer: Any, question: str, chunks: Sequence[Chunk], prompt: str, style: str = "free"
-) -> str:
-    """The grounded prompt as text for these chunks (prompting/grounded.py)."""
-    return render_grounded(tokenizer, question, [c.text for c in chunks], prompt, style)
-
-
-def build_prompt(
-    question: str,
-    hits: Sequence[Hit],
-    tokenizer: Any,
-    budget: int,
-    prompt: str = "few-shot",
-    style: str = "free",
-) -> GroundedPrompt:
-    """Render the grounded prompt with as many of `hits` (best first) as fit in `budget` tokens.
-
-    Raises:
-        ConfigError: not even the question with one block (or none, when there are no hits) fits.
-    """
-    if not question.strip():
-        raise ConfigError("the question is empty; ask something")
-    fitted = fit_to_budget(
-        lambda k: render_prompt(tokenizer, question, [h.chunk for h in hits[:k]], prompt, style),
-        len(hits),
-        budget,
-        lambda text: count_tokens(tokenizer, text),
-        least=min(1, len(hits)),
-        too_long=lambda tokens, kept: (
-            f"the prompt needs {tokens} tokens with {kept} context block(s), over the budget of {budget}; "
-            "raise --max-prompt-tokens, lower --max-new-tokens, or use a model with a longer context window"
-        ),
-    )
-    return GroundedPrompt(fitted.text, fitted.tokens, list(hits[: fitted.kept]), list(hits[fitted.kept :]))
-
-
-def finish_answer(
-    question: str,
-    text: str,
-    prompt: GroundedPrompt,
-    embed: Callable[[Sequence[str]], Any],
-    min_support: float,
-    query: str = "",
-) -> Answer:
-    """Check the generated text: validate citations, detect NOT_FOUND, attribute sentences to blocks."""
-    text = text.strip()
-    valid, invalid = validate_citations(parse_citations(text), len(prompt.hits))
-    not_found = is_not_found(text)
-    attributions = [] if not_found else attribute(text, prompt.hits, embed, min_support)
-    return Answer(
-        question=question,
-        text=text,
-        sources=sources_from(attributions, prompt.hits),
-        hits=prompt.hits,
-        query=query or question,
-        citations=valid,
-        invalid_citations=invalid,
-        attributions=attributions,
-        not_found=not_found,
-        dropped=prompt.dropped,
-        prompt_tokens=prompt.tokens,
-    )
-
-
-class AnswerStream:
-    """Iterate for the answer's text pieces as they are generated; `.answer` is set once it is exhausted."""
-
-    def __init__(
-        self,
-        prompt: GroundedPrompt,
-        pieces: Iterable[str],
-        finish: Callable[[str], Answer],
-        query: str = "",
-        generated: bool = False,
-    ):
-        self.prompt = prompt
-        self.query = query
-        """What was searched for (in a chat, the rewritten follow-up)."""
-        self._pieces, self._finish = pieces, finish
-        self.generated = generated
-        """Whether the text comes from the engine decoding `prompt.text` (with `Answerer.generation`)."""
-        self.answer: Answer | None = None
-        self.on_answer: list[Callable[[Answer], None]] = []
-        """Called with the Answer when the stream is exhausted (a chat remembers the turn this way)."""
-
-    def __iter__(self) -> Iterator[str]:
-        parts: list[str] = []
-        for piece in self._pieces:
-            parts.append(piece)
-            yield piece
-        self.finish("".join(parts))
-
-    def finish(self, text: str) -> Answer:
-        """The Answer for a text generated elsewhere (a batch) instead of by iterating this stream."""
-        self.answer = self._finish(text)
-        for callback in self.on_answer:
-            callback(self.answer)
-        return self.answer
-
-    def result(self) -> Answer:
-        """Consume what is left of the stream and return the Answer."""
-        for _ in self:
-            pass
-        assert self.answer is not None
-        return self.answer
 
 
 class Answerer:

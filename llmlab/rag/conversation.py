@@ -18,8 +18,9 @@ from llmlab.errors import ConfigError
 from llmlab.generation.config import GenerationConfig
 from llmlab.prompting.budget import count_tokens, fit_to_budget
 from llmlab.prompting.grounded import render_rewrite
-from llmlab.rag.answer import AnswerEngine, Answerer, AnswerStream
+from llmlab.rag.answer import AnswerEngine, Answerer
 from llmlab.rag.citations import is_not_found
+from llmlab.rag.grounded_answer import AnswerStream
 from llmlab.rag.result import Answer
 from llmlab.rag.stores.text_query import STOPWORDS
 

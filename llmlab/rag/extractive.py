@@ -37,7 +37,7 @@ import torch
 from llmlab.rag.result import Answer
 
 if TYPE_CHECKING:
-    from llmlab.rag.answer import GroundedPrompt
+    from llmlab.rag.grounded_answer import GroundedPrompt
 
 REPLACEMENT = "\ufffd"
 

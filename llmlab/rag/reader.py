@@ -45,7 +45,7 @@ from llmlab.rag.types import Hit
 from llmlab.training.extractive_qa import SpanChoice, read_spans
 
 if TYPE_CHECKING:
-    from llmlab.rag.answer import AnswerStream
+    from llmlab.rag.grounded_answer import AnswerStream
 
 READER_DIR = Path(__file__).parent / "adapters" / "reader-minilm-l6"
 """The packaged reader: a LoRA adapter (with the span head `qa_outputs`) for minilm-l6, and reader.json."""
@@ -220,7 +220,7 @@ def quoted_answer(
 ) -> AnswerStream:
     """--answer-style reader's answer stream: the span's quote as one piece, cited to its chunk, or NOT_FOUND
     when there is no span (gated, nothing retrieved, or below the margin)."""
-    from llmlab.rag.answer import AnswerStream, GroundedPrompt
+    from llmlab.rag.grounded_answer import AnswerStream, GroundedPrompt
 
     prompt = GroundedPrompt("", 0, list(hits), [])
 

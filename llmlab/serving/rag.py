@@ -20,7 +20,8 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from llmlab.prompting.grounded import NOT_FOUND
-from llmlab.rag.answer import ANSWER_DEFAULTS, AnswerConfig, Answerer, build_prompt, finish_answer
+from llmlab.rag.answer import ANSWER_DEFAULTS, AnswerConfig, Answerer
+from llmlab.rag.grounded_answer import build_prompt, finish_answer
 from llmlab.serving.api import DONE, Job, chat_head, generation_configs, http_error, sse
 from llmlab.serving.bodies import ChatRequest
 from llmlab.serving.http import HTTPError, Response, StreamResponse

@@ -12,8 +12,9 @@ from ragkit import tiny_bert_tokenizer
 
 from llmlab.errors import ConfigError
 from llmlab.prompting.grounded import NOT_FOUND, RULES, fence
-from llmlab.rag.answer import AnswerConfig, Answerer, answer_generation, build_prompt
+from llmlab.rag.answer import AnswerConfig, Answerer, answer_generation
 from llmlab.rag.conversation import Conversation, clean_rewrite
+from llmlab.rag.grounded_answer import build_prompt
 from llmlab.rag.result import source_label
 from llmlab.rag.store import Store
 from llmlab.rag.stores import open_store

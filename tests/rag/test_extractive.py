@@ -11,8 +11,9 @@ from ragkit import tiny_bert_tokenizer
 from llmlab.errors import ConfigError
 from llmlab.generation import Engine
 from llmlab.prompting.grounded import EXTRACTIVE_RULES, NOT_FOUND, RULES
-from llmlab.rag.answer import AnswerConfig, Answerer, answer_generation, build_prompt
+from llmlab.rag.answer import AnswerConfig, Answerer, answer_generation
 from llmlab.rag.extractive import make_block, span_constraint
+from llmlab.rag.grounded_answer import build_prompt
 from llmlab.rag.store import Store
 from llmlab.rag.stores import open_store
 from llmlab.rag.types import Chunk, Hit
